@@ -1,0 +1,129 @@
+"""Errors raised by the ledger: one base class, one subclass per rule.
+
+Each class has a stable ``code`` used in CLI messages and as the suffix of the RFC 9457
+problem ``type`` over HTTP. Messages say what was wrong and what to do.
+"""
+
+from __future__ import annotations
+
+
+class LedgerError(Exception):
+    """Base of every error the ledger raises on purpose."""
+
+    code = "ledger-error"
+
+
+class StatementRejected(LedgerError):
+    """A statement was refused; nothing was appended."""
+
+    code = "statement-rejected"
+
+
+class MalformedStatement(StatementRejected):
+    code = "malformed-statement"
+
+
+class BadSignature(StatementRejected):
+    code = "bad-signature"
+
+
+class UnknownKey(StatementRejected):
+    code = "unknown-key"
+
+
+class KeyNotYetValid(StatementRejected):
+    code = "key-not-yet-valid"
+
+
+class KeyRevoked(StatementRejected):
+    code = "key-revoked"
+
+
+class KeyOfAnotherAgency(StatementRejected):
+    code = "key-of-another-agency"
+
+
+class UnknownAgency(StatementRejected):
+    code = "unknown-agency"
+
+
+class CommitmentMismatch(StatementRejected):
+    code = "commitment-mismatch"
+
+
+class NotAllowedByLegalBasis(StatementRejected):
+    """Base for the catalog checks (My Number Act Art. 19(8) and the ordinance table)."""
+
+    code = "not-allowed-by-legal-basis"
+
+
+class UnknownBasis(NotAllowedByLegalBasis):
+    code = "unknown-basis"
+
+
+class RequesterNotAllowed(NotAllowedByLegalBasis):
+    code = "requester-not-allowed"
+
+
+class ProviderNotAllowed(NotAllowedByLegalBasis):
+    code = "provider-not-allowed"
+
+
+class AffairNotAllowed(NotAllowedByLegalBasis):
+    code = "affair-not-allowed"
+
+
+class ItemsNotAllowed(NotAllowedByLegalBasis):
+    code = "items-not-allowed"
+
+
+class SubmitterNotParty(StatementRejected):
+    """The submitting agency is neither the requester nor the provider."""
+
+    code = "submitter-not-party"
+
+
+class TimeInFuture(StatementRejected):
+    code = "time-in-future"
+
+
+class TimeBeforeRegistration(StatementRejected):
+    code = "time-before-registration"
+
+
+class DuplicateConflict(StatementRejected):
+    """Same agency request id, different statement."""
+
+    code = "duplicate-conflict"
+
+
+class BatchTooLarge(StatementRejected):
+    code = "batch-too-large"
+
+
+class AlreadyRegistered(LedgerError):
+    code = "already-registered"
+
+
+class CheckpointError(LedgerError):
+    code = "checkpoint-error"
+
+
+class InconsistentCheckpoint(CheckpointError):
+    """The log refuses to sign a checkpoint inconsistent with one it signed before."""
+
+    code = "inconsistent-checkpoint"
+
+
+class IntegrityFailure(LedgerError):
+    """Stored data no longer matches the latest signed checkpoint; the log refuses to serve."""
+
+    code = "integrity-failure"
+
+
+class NotFound(LedgerError):
+    code = "not-found"
+
+
+class ConfigurationError(LedgerError):
+    code = "configuration-error"

@@ -1,0 +1,110 @@
+"""Statement signing and checking (docs/log-format.md, "Statements").
+
+An agency signs the RFC 8785 canonical JSON of a small envelope that carries a salted commitment
+to the payload, never the payload itself: after the payload and salt are erased at the end of the
+retention period the signature still verifies, and it cannot confirm a guessed payload.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from datetime import datetime
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from ledger.encoding import b64decode, b64encode, canonical_json, format_time, now_utc
+from ledger.errors import BadSignature, CommitmentMismatch, MalformedStatement
+from ledger.keys import SigningKey
+
+STATEMENT_VERSION = 1
+STATEMENT_KEYS = frozenset({"v", "kind", "agency", "key_id", "time", "commitment"})
+SALT_BYTES = 32
+_COMMITMENT_DOMAIN = b"kiroku/commitment/v1\n"
+
+
+def commitment(payload: Any, salt: bytes) -> str:
+    """b64(SHA-256("kiroku/commitment/v1\\n" ‖ salt ‖ JCS(payload)))."""
+    return b64encode(hashlib.sha256(_COMMITMENT_DOMAIN + salt + canonical_json(payload)).digest())
+
+
+def sign_statement(
+    payload: dict[str, Any],
+    *,
+    kind: str,
+    agency: str,
+    key: SigningKey,
+    time: datetime | None = None,
+    salt: bytes | None = None,
+) -> dict[str, Any]:
+    """Build and sign a statement as an agency (or the operator) submits it.
+
+    Returns ``{"statement", "signature", "payload", "salt"}`` ready to append.
+    """
+    salt = os.urandom(SALT_BYTES) if salt is None else salt
+    statement = {
+        "v": STATEMENT_VERSION,
+        "kind": kind,
+        "agency": agency,
+        "key_id": key.key_id,
+        "time": format_time(time or now_utc()),
+        "commitment": commitment(payload, salt),
+    }
+    signature = key.sign(canonical_json(statement))
+    return {
+        "statement": statement,
+        "signature": b64encode(signature),
+        "payload": payload,
+        "salt": b64encode(salt),
+    }
+
+
+def check_shape(submission: Any) -> None:
+    """Parse-time checks of a submitted statement's structure (no keys needed)."""
+    if not isinstance(submission, dict):
+        raise MalformedStatement("a statement must be a JSON object")
+    missing = {"statement", "signature", "payload", "salt"} - submission.keys()
+    if missing:
+        raise MalformedStatement(f"statement is missing {', '.join(sorted(missing))}")
+    extra = submission.keys() - {"statement", "signature", "payload", "salt"}
+    if extra:
+        raise MalformedStatement(f"statement has unknown fields {', '.join(sorted(extra))}")
+    envelope = submission["statement"]
+    if not isinstance(envelope, dict) or envelope.keys() != STATEMENT_KEYS:
+        got = sorted(envelope) if isinstance(envelope, dict) else type(envelope).__name__
+        raise MalformedStatement(
+            f"'statement' must have exactly the keys {sorted(STATEMENT_KEYS)}, got {got}"
+        )
+    if envelope["v"] != STATEMENT_VERSION:
+        raise MalformedStatement(f"statement version {envelope['v']!r} is not supported (use 1)")
+    for field in ("kind", "agency", "key_id", "time", "commitment"):
+        if not isinstance(envelope[field], str) or not envelope[field]:
+            raise MalformedStatement(f"statement.{field} must be a non-empty string")
+    if not isinstance(submission["payload"], dict):
+        raise MalformedStatement("payload must be a JSON object")
+
+
+def verify_signature(envelope: dict[str, Any], signature_b64: str, public_key: bytes) -> None:
+    """Raise BadSignature unless ``signature`` is the key's Ed25519 signature of JCS(envelope)."""
+    signature = b64decode(signature_b64, field="signature", length=64)
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, canonical_json(envelope))
+    except InvalidSignature:
+        raise BadSignature(
+            f"the signature does not verify with key {envelope.get('key_id')} of agency "
+            f"{envelope.get('agency')}: sign the RFC 8785 canonical JSON of 'statement' "
+            "(see docs/signing.md)"
+        ) from None
+
+
+def verify_commitment(envelope: dict[str, Any], payload: Any, salt_b64: str) -> None:
+    salt = b64decode(salt_b64, field="salt", length=SALT_BYTES)
+    expected = commitment(payload, salt)
+    if not hmac.compare_digest(expected, envelope["commitment"]):
+        raise CommitmentMismatch(
+            f"statement.commitment does not match the payload and salt: got "
+            f"{envelope['commitment']}, computed {expected}"
+        )

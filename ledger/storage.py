@@ -1,0 +1,230 @@
+"""Persistence: the eventsourcing-sqlalchemy application recorder, extended into a Merkle log.
+
+``LogRecorder.insert_events`` writes, in ONE database transaction and under one lock:
+the event rows (eventsourcing's table, unchanged shape), then for each event its log index, its
+hash-chain link, its RFC 9162 leaf, and every perfect subtree root the new leaves complete.
+Appending reads only the O(log n) hashes on the tree's right edge; roots and proofs read
+O(log n) stored nodes (ledger.merkle). Nothing is held in memory between calls.
+
+Durability: a call returns only after the commit; SQLite runs in WAL mode with
+``synchronous=FULL`` (fsync at every commit); PostgreSQL uses its defaults (fsync on).
+Concurrency: writers serialise on the event table's lock (``BEGIN IMMEDIATE`` on SQLite,
+``LOCK TABLE … IN EXCLUSIVE MODE`` on PostgreSQL), so several processes produce one total order
+and one unbroken chain; readers never block writers.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import hashlib
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from eventsourcing.persistence import StoredEvent
+from eventsourcing_sqlalchemy.datastore import SQLAlchemyDatastore
+from eventsourcing_sqlalchemy.factory import SQLAlchemyFactory
+from eventsourcing_sqlalchemy.recorders import SQLAlchemyApplicationRecorder
+from sqlalchemy import event, func, insert, select, tuple_
+from sqlalchemy.orm import Session
+
+from ledger.encoding import b64encode, canonical_json, format_time, now_utc
+from ledger.merkle import NodeKey, append_nodes, frontier_keys, leaf_hash
+from ledger.schema import log_entry, merkle_node
+
+ZERO_HASH = b"\x00" * 32
+
+# Set while a write transaction starts, so that SQLite takes its write lock at BEGIN
+# (BEGIN IMMEDIATE) and the log head read afterwards cannot go stale.
+_writing: contextvars.ContextVar[bool] = contextvars.ContextVar("kiroku_writing", default=False)
+
+
+class KirokuDatastore(SQLAlchemyDatastore):
+    """The library's datastore with SQLite set up for several writer processes."""
+
+    def __init__(self, *, url: str | None = None, **kwargs: Any) -> None:
+        if url and url.startswith("sqlite") and "memory" not in url:
+            connect_args = dict(kwargs.pop("connect_args", {}) or {})
+            connect_args.setdefault("timeout", 60)
+            kwargs["connect_args"] = connect_args
+        super().__init__(url=url, **kwargs)
+        if self.is_sqlite_filedb and self.engine is not None:
+            # Journal mode and BEGIN are set on every connection here instead of by the library,
+            # which would otherwise try to change the journal mode inside a transaction.
+            self._tried_init_sqlite_wal_mode = True
+            self.is_sqlite_wal_mode = True
+            event.listen(self.engine, "connect", _sqlite_connect)
+            event.listen(self.engine, "begin", _sqlite_begin)
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _sqlite_begin(connection: Any) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if _writing.get() else "BEGIN")
+
+
+@dataclass(frozen=True)
+class AppendedEntry:
+    """What the recorder assigned to one event: its log position and exact leaf."""
+
+    index: int
+    notification_id: int
+    leaf: bytes
+    leaf_hash: bytes
+
+
+class LogRecorder(SQLAlchemyApplicationRecorder):
+    """Application recorder whose every event is also a chained, Merkle-logged log entry."""
+
+    def insert_events(  # type: ignore[override]
+        self,
+        stored_events: Sequence[StoredEvent],
+        *,
+        session: Session | None = None,
+        log_entries: Sequence[dict[str, Any]] | None = None,
+        appended: list[AppendedEntry] | None = None,
+        precommit: Callable[[], None] | None = None,
+        **kwargs: Any,
+    ) -> Sequence[int] | None:
+        """Insert events and their log entries atomically.
+
+        ``log_entries[i]`` is the statement part of event i's leaf (docs/log-format.md); events
+        given without one (the library's contract tests) get a generic leaf committing to the
+        stored event. ``precommit`` runs after the lock is held and before anything is written:
+        the place for checks that must see every entry committed before this one.
+        ``appended`` receives an AppendedEntry per event.
+        """
+        if not stored_events:
+            return []
+        if session is not None:
+            return self._insert_log(session, stored_events, log_entries, appended, precommit)
+        token = _writing.set(True)
+        try:
+            with self.transaction(commit=True) as session:
+                return self._insert_log(session, stored_events, log_entries, appended, precommit)
+        finally:
+            _writing.reset(token)
+
+    def _insert_log(
+        self,
+        session: Session,
+        stored_events: Sequence[StoredEvent],
+        log_entries: Sequence[dict[str, Any]] | None,
+        appended: list[AppendedEntry] | None,
+        precommit: Callable[[], None] | None,
+    ) -> list[int]:
+        self._lock_table(session)
+        if precommit is not None:
+            precommit()
+        table = self.events_record_cls.__table__
+        rows = [
+            {
+                "originator_id": e.originator_id,
+                "originator_version": e.originator_version,
+                "topic": e.topic,
+                "state": e.state,
+            }
+            for e in stored_events
+        ]
+        result = session.execute(
+            insert(table).returning(table.c.id, sort_by_parameter_order=True), rows
+        )
+        notification_ids = [row[0] for row in result]
+
+        size, frontier = self._read_head(session)
+        if size & 1:
+            prev = frontier[0]  # an odd-sized tree's last leaf is its own frontier subtree
+        elif size:
+            prev = self._read_nodes(session, [(0, size - 1)])[(0, size - 1)]
+        else:
+            prev = ZERO_HASH
+        logged_at = format_time(now_utc())
+        entry_rows: list[dict[str, Any]] = []
+        hashes: list[bytes] = []
+        for offset, (stored, notification_id) in enumerate(zip(stored_events, notification_ids)):
+            index = size + offset
+            body = log_entries[offset] if log_entries is not None else _generic_entry(stored)
+            leaf = canonical_json(
+                {"logged_at": logged_at, **body, "index": index, "prev": b64encode(prev)}
+            )
+            digest = leaf_hash(leaf)
+            entry_rows.append(
+                {"idx": index, "notification_id": notification_id, "leaf": leaf, "leaf_hash": digest}
+            )
+            hashes.append(digest)
+            prev = digest
+        nodes = append_nodes(size, frontier, hashes)
+        session.execute(insert(log_entry), entry_rows)
+        if nodes:
+            session.execute(
+                insert(merkle_node), [{"level": lv, "idx": ix, "hash": h} for lv, ix, h in nodes]
+            )
+        self._notify_channel(session)
+        if appended is not None:
+            appended.extend(
+                AppendedEntry(r["idx"], r["notification_id"], r["leaf"], r["leaf_hash"])
+                for r in entry_rows
+            )
+        return notification_ids
+
+    # Reading the tree --------------------------------------------------------------------------
+    def _read_head(self, session: Session) -> tuple[int, dict[int, bytes]]:
+        top = session.execute(select(func.max(log_entry.c.idx))).scalar()
+        size = 0 if top is None else int(top) + 1
+        keys = frontier_keys(size)
+        nodes = self._read_nodes(session, keys)
+        return size, {level: nodes[(level, idx)] for level, idx in keys}
+
+    @staticmethod
+    def _read_nodes(session: Session, keys: Collection[NodeKey]) -> dict[NodeKey, bytes]:
+        found: dict[NodeKey, bytes] = {}
+        leaves = [idx for level, idx in keys if level == 0]
+        inner = [(level, idx) for level, idx in keys if level > 0]
+        if leaves:
+            q = select(log_entry.c.idx, log_entry.c.leaf_hash).where(log_entry.c.idx.in_(leaves))
+            found.update({(0, int(i)): bytes(h) for i, h in session.execute(q)})
+        if inner:
+            q = select(merkle_node.c.level, merkle_node.c.idx, merkle_node.c.hash).where(
+                tuple_(merkle_node.c.level, merkle_node.c.idx).in_(inner)
+            )
+            found.update({(int(lv), int(i)): bytes(h) for lv, i, h in session.execute(q)})
+        missing = set(keys) - found.keys()
+        if missing:
+            raise LookupError(f"Merkle nodes missing from storage: {sorted(missing)[:5]}")
+        return found
+
+    def read_nodes(self, keys: Collection[NodeKey]) -> dict[NodeKey, bytes]:
+        with self.transaction(commit=False) as session:
+            return self._read_nodes(session, keys)
+
+    def tree_size(self) -> int:
+        with self.transaction(commit=False) as session:
+            top = session.execute(select(func.max(log_entry.c.idx))).scalar()
+        return 0 if top is None else int(top) + 1
+
+
+def _generic_entry(stored: StoredEvent) -> dict[str, Any]:
+    """Leaf body for an event that is not a kiroku statement: a commitment to the stored event."""
+    return {
+        "v": 1,
+        "kind": "event",
+        "topic": stored.topic,
+        "originator_id": str(stored.originator_id),
+        "originator_version": stored.originator_version,
+        "state_hash": b64encode(hashlib.sha256(stored.state).digest()),
+    }
+
+
+class KirokuFactory(SQLAlchemyFactory):
+    datastore_class = KirokuDatastore
+    application_recorder_class = LogRecorder
+
+
+Factory = KirokuFactory
