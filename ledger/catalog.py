@@ -1,7 +1,8 @@
 """The legal-basis catalog: which requester may ask which provider for which items, and why.
 
-Built from the table in Article 2 of 令和6年デジタル庁・総務省令第9号 (the successor of the My Number
-Act's old 別表第二), packaged as ``ledger/data/legal_basis.csv`` (see ``ledger/data/PROVENANCE.md``).
+Built from the table in Article 2 of 令和6年デジタル庁・総務省令第9号 (the successor of the My
+Number Act's old 別表第二), packaged as ``ledger/data/legal_basis.csv`` (see
+``ledger/data/PROVENANCE.md``).
 The ledger refuses a provision the catalog does not allow (My Number Act Art. 19(8): specific
 personal information may be provided over the network only as the table lists), so
 :meth:`Catalog.check` runs on every append and is kept to dict and frozenset lookups.

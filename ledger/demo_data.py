@@ -6,7 +6,8 @@ Number), and agencies are real public bodies acting only in roles they hold unde
 
 Timing follows how the network is used: Japanese business hours (Mon–Fri 08:30–17:45 JST) with a
 little overtime and holiday duty, busier in June (local-tax notices), July–August (the child
-allowance and child-rearing allowance current-status season, 現況届) and January–March (tax returns).
+allowance and child-rearing allowance current-status season, 現況届) and January–March (tax
+returns).
 """
 
 from __future__ import annotations
@@ -119,7 +120,9 @@ _ROLE_HOLDERS: dict[str, tuple[str, ...]] = {
     "住宅地区改良法第二条第二項に規定する施行者である都道府県知事又は市町村長": (
         "prefecture", "municipality",
     ),
-    "都道府県知事又は保健所を設置する市（特別区を含む。）の長": ("prefecture", "health-centre-city"),
+    "都道府県知事又は保健所を設置する市（特別区を含む。）の長": (
+        "prefecture", "health-centre-city",
+    ),
     "総務大臣又は都道府県知事": ("mic", "prefecture"),
     "厚生労働大臣又は都道府県知事": ("mhlw", "prefecture"),
     "厚生労働大臣、都道府県知事又は市町村長": ("mhlw", "prefecture", "municipality"),
@@ -132,7 +135,8 @@ _ROLE_HOLDERS: dict[str, tuple[str, ...]] = {
     "医療保険者その他の法令による医療に関する給付の支給を行うこととされている者": _MEDICAL_INSURERS,
     "感染症の予防及び感染症の患者に対する医療に関する法律第三十九条第一項に規定する他の法律による"
     "医療に関する給付の支給を行うこととされている者": _MEDICAL_INSURERS,
-    "健康保険法第五十五条又は第百二十八条に規定する他の法令による給付の支給を行うこととされている者": (
+    "健康保険法第五十五条又は第百二十八条に規定する他の法令による給付の支給を"
+    "行うこととされている者": (
         _OTHER_BENEFIT_PAYERS
     ),
     "健康保険法第五十五条に規定する他の法令による給付の支給を行うこととされている者": (
@@ -200,8 +204,9 @@ _AGENCIES: tuple[tuple[str, str, str, str, tuple[str, ...], float], ...] = (
      ("kenpo",), 0),
     ("nhi-tokyo-ishi", "東京都医師国民健康保険組合",
      "Tokyo Physicians' National Health Insurance Society", "insurer", ("nhi-society",), 0),
-    ("kkr", "国家公務員共済組合連合会", "Federation of National Public Service Personnel Mutual Aid "
-     "Associations", "mutual-aid", ("mutual-aid",), 0),
+    ("kkr", "国家公務員共済組合連合会",
+     "Federation of National Public Service Personnel Mutual Aid Associations", "mutual-aid",
+     ("mutual-aid",), 0),
     ("chikyoren", "地方職員共済組合", "Mutual Aid Association of Prefectural Government Personnel",
      "mutual-aid", ("mutual-aid",), 0),
     ("shigaku-kyosai", "日本私立学校振興・共済事業団",

@@ -98,7 +98,8 @@ def test_local_governments_carry_valid_local_government_codes(agencies: list[Dem
 # The office titles under which each kind of body appears in the law's role strings.
 _TITLES = {
     "mhlw": ("厚生労働大臣",), "moj": ("法務大臣",), "digital": ("内閣総理大臣",),
-    "mic": ("総務大臣",), "mext": ("文部科学大臣",), "meti": ("経済産業大臣",), "nta": ("国税庁長官",),
+    "mic": ("総務大臣",), "mext": ("文部科学大臣",), "meti": ("経済産業大臣",),
+    "nta": ("国税庁長官",),
     "jps": ("日本年金機構",), "kyokai-kenpo": ("全国健康保険協会", "医療保険者"),
     "chisai-kikin": ("地方公務員災害補償基金",), "sharoushi": ("全国社会保険労務士会連合会",),
     "municipality": ("市町村長", "保健所を設置する市", "都道府県知事等", "医療保険者"),
@@ -150,7 +151,8 @@ def test_every_provision_is_allowed_by_the_catalog_for_its_agencies_roles(
     roles = {a.code: frozenset(a.roles) for a in agencies}
     for provision in many:
         p = provision.payload
-        catalog.check(p["basis"], p["affair"], roles[p["requester"]], roles[p["provider"]], p["items"])
+        requester, provider = roles[p["requester"]], roles[p["provider"]]
+        catalog.check(p["basis"], p["affair"], requester, provider, p["items"])
         assert provision.submitter in (p["requester"], p["provider"])
 
 
