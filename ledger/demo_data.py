@@ -313,6 +313,20 @@ def demo_provisions(
     if not bases:
         raise ValueError("no catalog basis has both its requester and provider among the agencies")
 
+    # Validate now, at the call, rather than at the first next() of a generator.
+    return _generate(agencies, residents, n, seed, start_index, now, holders, bases)
+
+
+def _generate(
+    agencies: Sequence[DemoAgency],
+    residents: Sequence[str],
+    n: int,
+    seed: int | str,
+    start_index: int,
+    now: datetime,
+    holders: dict[str, list[DemoAgency]],
+    bases: list[Basis],
+) -> Iterator[DemoProvision]:
     days, day_cum = _day_weights(now)
     basis_cum = [_basis_weights(bases, month) for month in range(1, 13)]
     homes = _home_municipalities(agencies, residents, seed)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,31 +17,39 @@ from ledger.errors import MalformedStatement
 def canonical_json(value: Any) -> bytes:
     """RFC 8785 (JCS) bytes of ``value``.
 
-    For the common case (objects of strings, integers, booleans and null) ``json.dumps`` with
-    sorted keys and no whitespace produces exactly the JCS bytes, several times faster than the
-    pure-Python ``rfc8785`` encoder; anything else (floats, non-BMP keys whose UTF-16 order
-    differs) goes through ``rfc8785``.
+    For JSON without floats, ``json.dumps`` with sorted keys, no whitespace and raw UTF-8 produces
+    exactly the JCS bytes (same string escapes, RFC 8785 §3.2.2.2) several times faster than the
+    pure-Python ``rfc8785`` encoder, provided no key needs UTF-16 ordering (only characters
+    outside the BMP sort differently, §3.2.3). Anything else goes through ``rfc8785``.
     """
-    if _is_simple(value):
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-    return rfc8785.dumps(value)
+    if not _has_float(value):
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        if not _ASTRAL.search(text):
+            try:
+                return text.encode()
+            except UnicodeEncodeError:
+                raise MalformedStatement("JSON text holds an unpaired surrogate") from None
+    try:
+        return rfc8785.dumps(value)
+    except (rfc8785.CanonicalizationError, UnicodeError) as exc:
+        raise MalformedStatement(f"cannot canonicalise JSON: {exc}") from None
 
 
-def _is_simple(value: Any) -> bool:
-    if isinstance(value, str):
-        # JCS sorts keys by UTF-16 code units; Python sorts by code points. They agree unless a
-        # string has characters outside the BMP, and json.dumps escapes lone surrogates alike.
-        return value.isascii() or all(ord(c) < 0xD800 for c in value)
-    if isinstance(value, bool) or value is None:
-        return True
-    if isinstance(value, int):
-        # JCS serialises numbers as IEEE 754 doubles (RFC 8785 §3.2.2.3).
-        return -(2**53) < value < 2**53
-    if isinstance(value, dict):
-        return all(_is_simple(k) and _is_simple(v) for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        return all(_is_simple(v) for v in value)
-    return False
+_ASTRAL = re.compile("[\U00010000-\U0010FFFF\ud800-\udfff]")
+
+
+def _has_float(value: Any) -> bool:
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return False
+    if kind is int:
+        # JCS serialises numbers as IEEE 754 doubles (RFC 8785 §3.2.2.3): big ints are floats.
+        return not -(2**53) < value < 2**53
+    if kind is dict:
+        return any(type(k) is not str or _has_float(v) for k, v in value.items())
+    if kind is list or kind is tuple:
+        return any(_has_float(v) for v in value)
+    return True
 
 
 def b64encode(data: bytes) -> str:

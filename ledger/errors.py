@@ -127,3 +127,23 @@ class NotFound(LedgerError):
 
 class ConfigurationError(LedgerError):
     code = "configuration-error"
+
+
+class InvalidRequest(LedgerError):
+    """A query asked for something that cannot exist (e.g. a proof beyond the tree size)."""
+
+    code = "invalid-request"
+
+
+class BatchRejected(StatementRejected):
+    """At least one statement of a batch was refused; nothing of the batch was appended."""
+
+    code = "batch-rejected"
+
+    def __init__(self, errors: list[tuple[int, StatementRejected]]) -> None:
+        self.errors = errors
+        first = errors[0]
+        super().__init__(
+            f"{len(errors)} statement(s) refused, nothing appended; first: #{first[0]}: "
+            f"{first[1].code}: {first[1]}"
+        )

@@ -15,13 +15,15 @@ and one unbroken chain; readers never block writers.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
+import functools
 import hashlib
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from eventsourcing.persistence import StoredEvent
+from eventsourcing.persistence import Notification, StoredEvent
 from eventsourcing_sqlalchemy.datastore import SQLAlchemyDatastore
 from eventsourcing_sqlalchemy.factory import SQLAlchemyFactory
 from eventsourcing_sqlalchemy.recorders import SQLAlchemyApplicationRecorder
@@ -33,6 +35,13 @@ from ledger.merkle import NodeKey, append_nodes, frontier_keys, leaf_hash
 from ledger.schema import log_entry, merkle_node
 
 ZERO_HASH = b"\x00" * 32
+_SELECT_LAST = (
+    select(log_entry.c.idx, log_entry.c.notification_id, log_entry.c.leaf_hash)
+    .order_by(log_entry.c.idx.desc())
+    .limit(1)
+)
+_INSERT_ENTRY = insert(log_entry)
+_INSERT_NODE = insert(merkle_node)
 
 # Set while a write transaction starts, so that SQLite takes its write lock at BEGIN
 # (BEGIN IMMEDIATE) and the log head read afterwards cannot go stale.
@@ -90,15 +99,15 @@ class LogRecorder(SQLAlchemyApplicationRecorder):
         session: Session | None = None,
         log_entries: Sequence[dict[str, Any]] | None = None,
         appended: list[AppendedEntry] | None = None,
-        precommit: Callable[[], None] | None = None,
+        precommit: Callable[[int], None] | None = None,
         **kwargs: Any,
     ) -> Sequence[int] | None:
         """Insert events and their log entries atomically.
 
         ``log_entries[i]`` is the statement part of event i's leaf (docs/log-format.md); events
         given without one (the library's contract tests) get a generic leaf committing to the
-        stored event. ``precommit`` runs after the lock is held and before anything is written:
-        the place for checks that must see every entry committed before this one.
+        stored event. ``precommit(last_notification_id)`` runs after the lock is held and before anything
+        is written: the place for checks that must see every entry committed before this one.
         ``appended`` receives an AppendedEntry per event.
         """
         if not stored_events:
@@ -118,12 +127,12 @@ class LogRecorder(SQLAlchemyApplicationRecorder):
         stored_events: Sequence[StoredEvent],
         log_entries: Sequence[dict[str, Any]] | None,
         appended: list[AppendedEntry] | None,
-        precommit: Callable[[], None] | None,
+        precommit: Callable[[int], None] | None,
     ) -> list[int]:
         self._lock_table(session)
+        size, last_notification_id, prev, frontier = self._read_head(session)
         if precommit is not None:
-            precommit()
-        table = self.events_record_cls.__table__
+            precommit(last_notification_id)
         rows = [
             {
                 "originator_id": e.originator_id,
@@ -133,18 +142,7 @@ class LogRecorder(SQLAlchemyApplicationRecorder):
             }
             for e in stored_events
         ]
-        result = session.execute(
-            insert(table).returning(table.c.id, sort_by_parameter_order=True), rows
-        )
-        notification_ids = [row[0] for row in result]
-
-        size, frontier = self._read_head(session)
-        if size & 1:
-            prev = frontier[0]  # an odd-sized tree's last leaf is its own frontier subtree
-        elif size:
-            prev = self._read_nodes(session, [(0, size - 1)])[(0, size - 1)]
-        else:
-            prev = ZERO_HASH
+        notification_ids = [row[0] for row in session.execute(self._insert_returning, rows)]
         logged_at = format_time(now_utc())
         entry_rows: list[dict[str, Any]] = []
         hashes: list[bytes] = []
@@ -161,11 +159,9 @@ class LogRecorder(SQLAlchemyApplicationRecorder):
             hashes.append(digest)
             prev = digest
         nodes = append_nodes(size, frontier, hashes)
-        session.execute(insert(log_entry), entry_rows)
+        session.execute(_INSERT_ENTRY, entry_rows)
         if nodes:
-            session.execute(
-                insert(merkle_node), [{"level": lv, "idx": ix, "hash": h} for lv, ix, h in nodes]
-            )
+            session.execute(_INSERT_NODE, [{"level": lv, "idx": ix, "hash": h} for lv, ix, h in nodes])
         self._notify_channel(session)
         if appended is not None:
             appended.extend(
@@ -174,13 +170,35 @@ class LogRecorder(SQLAlchemyApplicationRecorder):
             )
         return notification_ids
 
+    @functools.cached_property
+    def _insert_returning(self) -> Any:
+        table = self.events_record_cls.__table__
+        return insert(table).returning(table.c.id, sort_by_parameter_order=True)
+
+    @contextlib.contextmanager
+    def write_transaction(self) -> Iterator[Session]:
+        """A transaction holding the log's write lock (for checkpoints and other log-wide writes)."""
+        token = _writing.set(True)
+        try:
+            with self.transaction(commit=True) as session:
+                self._lock_table(session)
+                yield session
+        finally:
+            _writing.reset(token)
+
     # Reading the tree --------------------------------------------------------------------------
-    def _read_head(self, session: Session) -> tuple[int, dict[int, bytes]]:
-        top = session.execute(select(func.max(log_entry.c.idx))).scalar()
-        size = 0 if top is None else int(top) + 1
-        keys = frontier_keys(size)
-        nodes = self._read_nodes(session, keys)
-        return size, {level: nodes[(level, idx)] for level, idx in keys}
+    def _read_head(self, session: Session) -> tuple[int, int, bytes, dict[int, bytes]]:
+        """(size, last entry's notification id, last leaf hash, right-edge subtree roots)."""
+        last = session.execute(_SELECT_LAST).first()
+        if last is None:
+            return 0, 0, ZERO_HASH, {}
+        size, prev = int(last.idx) + 1, bytes(last.leaf_hash)
+        keys = [key for key in frontier_keys(size) if key[0] > 0]
+        nodes = self._read_nodes(session, keys) if keys else {}
+        frontier = {level: nodes[(level, idx)] for level, idx in keys}
+        if size & 1:
+            frontier[0] = prev  # an odd-sized tree's last leaf is its own frontier subtree
+        return size, int(last.notification_id), prev, frontier
 
     @staticmethod
     def _read_nodes(session: Session, keys: Collection[NodeKey]) -> dict[NodeKey, bytes]:
@@ -203,6 +221,32 @@ class LogRecorder(SQLAlchemyApplicationRecorder):
     def read_nodes(self, keys: Collection[NodeKey]) -> dict[NodeKey, bytes]:
         with self.transaction(commit=False) as session:
             return self._read_nodes(session, keys)
+
+    def notifications_after(
+        self, position: int, topics: Sequence[str], top: int | None = None
+    ) -> tuple[int, list[Notification]]:
+        """(highest notification id, notifications with ``topics`` after ``position`` up to it).
+
+        ``top`` is the highest id when the caller knows it (under the write lock).
+        """
+        table = self.events_record_cls.__table__
+        with self.transaction(commit=False) as session:
+            if top is None:
+                top = session.execute(select(func.max(table.c.id))).scalar() or 0
+            if top <= position:
+                return int(top), []
+            rows = session.execute(
+                select(table.c.id, table.c.originator_id, table.c.originator_version,
+                       table.c.topic, table.c.state)
+                .where(table.c.id > position, table.c.id <= top, table.c.topic.in_(topics))
+                .order_by(table.c.id)
+            ).all()
+        return int(top), [
+            Notification(id=int(r.id), originator_id=r.originator_id,
+                         originator_version=r.originator_version, topic=r.topic,
+                         state=bytes(r.state))
+            for r in rows
+        ]
 
     def tree_size(self) -> int:
         with self.transaction(commit=False) as session:

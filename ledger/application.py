@@ -1,0 +1,547 @@
+"""The ledger application: commands that append signed statements, queries over the log.
+
+Layering follows eventsourcing: domain (ledger.domain) → application (this module) →
+persistence (ledger.storage). Commands validate a whole batch before anything is written and
+append it in one transaction; a refused statement leaves the log untouched.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+from uuid import UUID
+
+from eventsourcing.application import Application
+from eventsourcing.persistence import IntegrityError, StoredEvent
+from eventsourcing.utils import get_topic
+from sqlalchemy import select
+
+from ledger import checkpoints as cps
+from ledger.catalog import Catalog as CatalogData
+from ledger.config import Settings
+from ledger.domain import (
+    OPERATOR,
+    REGISTRATION_EVENTS,
+    Agency,
+    Catalog,
+    Logged,
+    Provision,
+    agency_id,
+    catalog_id,
+    provision_id,
+)
+from ledger.encoding import b64encode, format_time, now_utc, parse_time
+from ledger.errors import (
+    AlreadyRegistered,
+    BatchRejected,
+    BatchTooLarge,
+    CheckpointError,
+    DuplicateConflict,
+    InconsistentCheckpoint,
+    IntegrityFailure,
+    InvalidRequest,
+    MalformedStatement,
+    NotFound,
+    StatementRejected,
+    SubmitterNotParty,
+    UnknownAgency,
+    UnknownKey,
+)
+from ledger.keys import SigningKey, raw_public_key, statement_key_id
+from ledger.merkle import StoredTree
+from ledger.provision import ProvisionPayload
+from ledger.registry import Registry
+from ledger.schema import checkpoint as checkpoint_table
+from ledger.schema import log_entry
+from ledger.signing import check_shape, sign_statement, verify_commitment, verify_signature
+from ledger.storage import AppendedEntry, KirokuFactory, LogRecorder
+
+MAX_BATCH = 10_000
+_REGISTRATION_TOPICS = [get_topic(cls) for cls in REGISTRATION_EVENTS.values()]
+_STALE_REGISTRY_SIGNS = (UnknownAgency, UnknownKey, MalformedStatement)
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """Proof of acceptance: where the statement sits in the log and its exact leaf."""
+
+    id: UUID
+    index: int
+    leaf: bytes
+    leaf_hash: bytes
+
+    @property
+    def entry(self) -> dict[str, Any]:
+        return cast(dict[str, Any], json.loads(self.leaf))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "index": self.index,
+            "leaf_hash": b64encode(self.leaf_hash),
+            "leaf": b64encode(self.leaf),
+            "entry": self.entry,
+        }
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """A statement that passed every check that needs no lock."""
+
+    position: int
+    id: UUID
+    submission: dict[str, Any]
+    time: datetime
+
+
+class Ledger(Application[UUID]):
+    """kiroku's event-sourced ledger. Open with ``Ledger.open(settings, operator_key)``."""
+
+    name = "Ledger"
+
+    def __init__(self, settings: Settings, operator_key: SigningKey, *, check: bool = True) -> None:
+        self.settings = settings
+        self.operator_key = operator_key
+        super().__init__(
+            env={
+                "PERSISTENCE_MODULE": get_topic(KirokuFactory),
+                "SQLALCHEMY_URL": settings.database_url,
+                "CREATE_TABLE": "no",
+            }
+        )
+        self.registry = Registry()
+        self._refreshed_at = 0.0
+        self.refresh_registry()
+        if check:
+            self.verify_latest_checkpoint()
+
+    @property
+    def log(self) -> LogRecorder:  # type: ignore[override]
+        return cast(LogRecorder, self.recorder)
+
+    def close(self) -> None:
+        engine = self.log.datastore.engine
+        super().close()
+        if engine is not None:
+            engine.dispose()
+
+    # Registry -------------------------------------------------------------------------------
+    def refresh_registry(self, *, force: bool = True, top: int | None = None) -> None:
+        """Apply registration entries committed since the last refresh (in log order).
+
+        Unforced refreshes run at most once a second: they only speed up checks that are
+        repeated under the write lock (``force=True``) before anything is appended.
+        """
+        now = time.monotonic()
+        if not force and now - self._refreshed_at < 1.0:
+            return
+        top, notifications = self.log.notifications_after(
+            self.registry.position, _REGISTRATION_TOPICS, top
+        )
+        for notification in notifications:
+            event = cast(Logged, self.mapper.to_domain_event(notification))
+            assert event.payload is not None
+            self.registry.apply(event.statement["kind"], event.payload, event.statement["time"])
+        self.registry.position = max(self.registry.position, top)
+        self._refreshed_at = now
+
+    # Registrar commands (signed by the operator) ----------------------------------------------
+    def register_agency(
+        self,
+        code: str,
+        *,
+        name_ja: str,
+        name_en: str,
+        kind: str,
+        roles: Sequence[str],
+        registered_at: datetime | None = None,
+    ) -> Receipt:
+        self.refresh_registry()
+        if code in self.registry.agencies:
+            raise AlreadyRegistered(f"agency {code!r} is already registered")
+        unknown = set(roles) - set(self.registry.catalog.roles if self.registry.catalog else ())
+        if unknown:
+            raise MalformedStatement(f"roles not in the legal-basis catalog: {sorted(unknown)}")
+        payload = {"code": code, "name_ja": name_ja, "name_en": name_en, "kind": kind,
+                   "roles": sorted(roles)}
+        signed = self._operator_sign("agency.registered", payload, registered_at)
+        agency = Agency._create(Agency.Registered, id=agency_id(code), **self._fields(signed))
+
+        def still_new(top: int) -> None:
+            self.refresh_registry(top=top)
+            if code in self.registry.agencies:
+                raise AlreadyRegistered(f"agency {code!r} is already registered")
+
+        return self._save([agency], precommit=still_new)[0]
+
+    def add_agency_key(
+        self, code: str, public_key: bytes, *, valid_from: datetime | None = None
+    ) -> Receipt:
+        self.refresh_registry()
+        self.registry.agency(code)
+        key_id = statement_key_id(public_key)
+        if key_id in self.registry.keys:
+            raise AlreadyRegistered(f"key {key_id} is already registered")
+        payload = {"agency": code, "key_id": key_id, "public_key": b64encode(public_key),
+                   "valid_from": format_time(valid_from or now_utc())}
+        return self._agency_event(code, Agency.KeyAdded, "agency.key_added", payload)
+
+    def revoke_agency_key(self, code: str, key_id: str, *, revoked_at: datetime | None = None
+                          ) -> Receipt:
+        self.refresh_registry()
+        key = self.registry.keys.get(key_id)
+        if key is None or key.agency != code:
+            raise UnknownKey(f"agency {code!r} has no key {key_id!r}")
+        payload = {"agency": code, "key_id": key_id,
+                   "revoked_at": format_time(revoked_at or now_utc())}
+        return self._agency_event(code, Agency.KeyRevoked, "agency.key_revoked", payload)
+
+    def load_catalog(self, catalog: CatalogData) -> Receipt | None:
+        """Load (or replace) the legal-basis catalog; None when this version is already in force."""
+        self.refresh_registry()
+        if self.registry.catalog_version == catalog.version:
+            return None
+        payload = catalog.to_payload()
+        if self.registry.catalog is None:
+            signed = self._operator_sign("catalog.loaded", payload, None)
+            aggregate = Catalog._create(Catalog.Loaded, id=catalog_id(), **self._fields(signed))
+        else:
+            signed = self._operator_sign("catalog.replaced", payload, None)
+            aggregate = self.repository.get(catalog_id())
+            aggregate.trigger_event(Catalog.Replaced, **self._fields(signed))
+        return self._save([aggregate])[0]
+
+    def _agency_event(self, code: str, event: type[Logged], kind: str, payload: dict[str, Any]
+                      ) -> Receipt:
+        agency = cast(Agency, self.repository.get(agency_id(code)))
+        agency.trigger_event(event, **self._fields(self._operator_sign(kind, payload, None)))
+        return self._save([agency], precommit=lambda top: self.refresh_registry(top=top))[0]
+
+    def _operator_sign(self, kind: str, payload: dict[str, Any], time: datetime | None
+                       ) -> dict[str, Any]:
+        return sign_statement(payload, kind=kind, agency=OPERATOR, key=self.operator_key, time=time)
+
+    @staticmethod
+    def _fields(signed: dict[str, Any]) -> dict[str, Any]:
+        return {"statement": signed["statement"], "signature": signed["signature"],
+                "payload": signed["payload"], "salt": signed["salt"],
+                "logged_at": format_time(now_utc())}
+
+    # Provisions -----------------------------------------------------------------------------
+    def append(self, submission: Any) -> Receipt:
+        """Append one signed provision statement; the same statement again gets the same receipt."""
+        try:
+            return self.append_batch([submission])[0]
+        except BatchRejected as exc:
+            raise exc.errors[0][1] from None
+
+    def append_batch(self, submissions: Sequence[Any]) -> list[Receipt]:
+        """Append statements all-or-nothing, in order. Raises BatchRejected listing every refusal."""
+        if len(submissions) > MAX_BATCH:
+            raise BatchTooLarge(f"a batch holds at most {MAX_BATCH} statements, got {len(submissions)}")
+        if not submissions:
+            return []
+        # Re-submissions are rare, so the first attempt inserts optimistically; the unique
+        # (aggregate id, version) index refuses a request id seen before, and the next attempt
+        # looks the earlier statements up to answer with their receipts (or a conflict).
+        for attempt in range(3):
+            try:
+                return self._append_batch(submissions, lookup=attempt > 0)
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _append_batch(self, submissions: Sequence[Any], *, lookup: bool) -> list[Receipt]:
+        self.refresh_registry(force=False)
+        try:
+            return self._append_checked(submissions, lookup)
+        except BatchRejected as exc:
+            if not any(isinstance(e, _STALE_REGISTRY_SIGNS) for _, e in exc.errors):
+                raise
+        # Another process may have registered the agency or key a moment ago.
+        self.refresh_registry(force=True)
+        return self._append_checked(submissions, lookup)
+
+    def _append_checked(self, submissions: Sequence[Any], lookup: bool) -> list[Receipt]:
+        now = now_utc()
+        errors: list[tuple[int, StatementRejected]] = []
+        checked: list[_Checked] = []
+        seen: dict[UUID, int] = {}
+        for position, submission in enumerate(submissions):
+            try:
+                item = self._check(position, submission, now)
+                if item.id in seen:
+                    first = checked[seen[item.id]].submission
+                    if (first["statement"], first["signature"]) != (
+                        submission["statement"], submission["signature"]):
+                        raise DuplicateConflict(
+                            f"request id {submission['payload']['request_id']!r} appears twice "
+                            "in this batch with different statements"
+                        )
+                else:
+                    seen[item.id] = len(checked)
+                checked.append(item)
+            except StatementRejected as exc:
+                errors.append((position, exc))
+        existing = self._existing_receipts([c.id for c in checked]) if lookup and checked else {}
+        for item in checked:
+            found = existing.get(item.id)
+            if found is not None and (found[0], found[1]) != (
+                item.submission["statement"], item.submission["signature"]):
+                errors.append((item.position, DuplicateConflict(
+                    f"request id {item.submission['payload']['request_id']!r} of agency "
+                    f"{item.submission['statement']['agency']!r} was already recorded with a "
+                    "different statement (index "
+                    f"{found[2].index}); use a new request id")))
+        if errors:
+            errors.sort(key=lambda e: e[0])
+            raise BatchRejected(errors)
+
+        logged_at = now_utc()
+        fresh: list[_Checked] = []
+        taken: set[UUID] = set(existing)
+        for item in checked:
+            if item.id not in taken:
+                taken.add(item.id)
+                fresh.append(item)
+        receipts: dict[UUID, Receipt] = {uid: found[2] for uid, found in existing.items()}
+        if fresh:
+            stamp = format_time(logged_at)
+            aggregates = [
+                Provision._create(
+                    Provision.Recorded, id=item.id, statement=item.submission["statement"],
+                    signature=item.submission["signature"], payload=item.submission["payload"],
+                    salt=item.submission["salt"], logged_at=stamp)
+                for item in fresh
+            ]
+
+            def keys_still_valid(top: int) -> None:
+                self.refresh_registry(top=top)
+                late = []
+                for item in fresh:
+                    statement = item.submission["statement"]
+                    try:
+                        self.registry.key_for(statement["agency"], statement["key_id"], item.time,
+                                              logged_at)
+                    except StatementRejected as exc:
+                        late.append((item.position, exc))
+                if late:
+                    raise BatchRejected(late)
+
+            for receipt in self._save(aggregates, precommit=keys_still_valid):
+                receipts[receipt.id] = receipt
+        return [receipts[item.id] for item in checked]
+
+    def _check(self, position: int, submission: Any, now: datetime) -> _Checked:
+        check_shape(submission)
+        statement = submission["statement"]
+        if statement["kind"] != "provision":
+            raise MalformedStatement(
+                f"statement.kind {statement['kind']!r} cannot be appended by an agency; "
+                "use 'provision'"
+            )
+        payload = ProvisionPayload.parse(submission["payload"])
+        submitter = statement["agency"]
+        time = parse_time(statement["time"], field="statement.time")
+        agency = self.registry.agency(submitter)
+        key = self.registry.key_for(submitter, statement["key_id"], time, now)
+        payload.check_times(time, now, agency.registered_at)
+        verify_signature(statement, submission["signature"], key.public_key)
+        verify_commitment(statement, submission["payload"], submission["salt"])
+        if submitter not in (payload.requester, payload.provider):
+            raise SubmitterNotParty(
+                f"agency {submitter!r} is neither the requester ({payload.requester!r}) nor the "
+                f"provider ({payload.provider!r}) of this provision"
+            )
+        requester = self.registry.agency(payload.requester)
+        provider = self.registry.agency(payload.provider)
+        if self.registry.catalog is None:
+            raise MalformedStatement("no legal-basis catalog is loaded yet")
+        self.registry.catalog.check(payload.basis, payload.affair, requester.roles,
+                                    provider.roles, payload.items)
+        return _Checked(position, provision_id(submitter, payload.request_id), submission, time)
+
+    def _existing_receipts(self, ids: Sequence[UUID]
+                           ) -> dict[UUID, tuple[dict[str, Any], str, Receipt]]:
+        table = self.log.events_record_cls.__table__
+        found: dict[UUID, tuple[dict[str, Any], str, Receipt]] = {}
+        unique = list(dict.fromkeys(ids))
+        with self.log.transaction(commit=False) as session:
+            for start in range(0, len(unique), 500):
+                chunk = unique[start:start + 500]
+                rows = session.execute(
+                    select(table.c.id, table.c.originator_id, table.c.originator_version,
+                           table.c.topic, table.c.state, log_entry.c.idx, log_entry.c.leaf,
+                           log_entry.c.leaf_hash)
+                    .join(log_entry, log_entry.c.notification_id == table.c.id)
+                    .where(table.c.originator_id.in_(chunk), table.c.originator_version == 1)
+                ).all()
+                for row in rows:
+                    event = cast(Logged, self.mapper.to_domain_event(StoredEvent(
+                        originator_id=row.originator_id, originator_version=row.originator_version,
+                        topic=row.topic, state=bytes(row.state))))
+                    found[row.originator_id] = (event.statement, event.signature, Receipt(
+                        row.originator_id, int(row.idx), bytes(row.leaf), bytes(row.leaf_hash)))
+        return found
+
+    def _save(self, aggregates: Sequence[Any], precommit: Any = None) -> list[Receipt]:
+        events = [event for aggregate in aggregates for event in aggregate.pending_events]
+        entries = [cast(Logged, event).log_entry() for event in events]
+        appended: list[AppendedEntry] = []
+        self.save(*aggregates, log_entries=entries, appended=appended, precommit=precommit)
+        if not all(isinstance(event, Provision.Recorded) for event in events):
+            self._refreshed_at = 0.0  # our own registration: read it back on the next check
+        return [Receipt(event.originator_id, a.index, a.leaf, a.leaf_hash)
+                for event, a in zip(events, appended)]
+
+    # Queries --------------------------------------------------------------------------------
+    def tree_size(self) -> int:
+        return self.log.tree_size()
+
+    def tree(self, size: int | None = None) -> StoredTree:
+        return StoredTree(self.log, self.tree_size() if size is None else size)
+
+    def get_root(self, size: int | None = None) -> bytes:
+        current = self.tree_size()
+        size = current if size is None else size
+        if not 0 <= size <= current:
+            raise InvalidRequest(f"tree size {size} is out of range 0..{current}")
+        return StoredTree(self.log, size).root()
+
+    def get_leaf(self, index: int) -> tuple[bytes, bytes]:
+        with self.log.transaction(commit=False) as session:
+            row = session.execute(
+                select(log_entry.c.leaf, log_entry.c.leaf_hash).where(log_entry.c.idx == index)
+            ).first()
+        if row is None:
+            raise NotFound(f"no log entry at index {index}")
+        return bytes(row.leaf), bytes(row.leaf_hash)
+
+    def prove_inclusion(self, index: int, size: int | None = None) -> dict[str, Any]:
+        """Inclusion proof JSON (docs/log-format.md), RFC 9162 §2.1.3.1."""
+        current = self.tree_size()
+        size = current if size is None else size
+        if not 0 < size <= current:
+            raise InvalidRequest(f"tree size must be in 1..{current}, got {size}")
+        if not 0 <= index < size:
+            raise InvalidRequest(f"leaf index must be in 0..{size - 1}, got {index}")
+        tree = StoredTree(self.log, size)
+        _, digest = self.get_leaf(index)
+        return {"leaf_index": index, "tree_size": size, "leaf_hash": b64encode(digest),
+                "root_hash": b64encode(tree.root()),
+                "proof": [b64encode(h) for h in tree.inclusion_proof(index, size)]}
+
+    def prove_consistency(self, old: int, new: int | None = None) -> dict[str, Any]:
+        """Consistency proof JSON (docs/log-format.md), RFC 9162 §2.1.4.1."""
+        current = self.tree_size()
+        new = current if new is None else new
+        if not 0 < old <= new <= current:
+            raise InvalidRequest(f"need 0 < old <= new <= {current}, got old={old} new={new}")
+        tree = StoredTree(self.log, new)
+        return {"old_size": old, "new_size": new, "old_root": b64encode(tree.root(old)),
+                "new_root": b64encode(tree.root(new)),
+                "proof": [b64encode(h) for h in tree.consistency_proof(old, new)]}
+
+    def export(self, start: int = 0, end: int | None = None) -> Iterator[dict[str, Any]]:
+        """Export lines (docs/log-format.md) in log order, read in bounded chunks."""
+        table = self.log.events_record_cls.__table__
+        end = self.tree_size() if end is None else end
+        chunk = 2000
+        for low in range(start, end, chunk):
+            high = min(low + chunk, end)
+            with self.log.transaction(commit=False) as session:
+                rows = session.execute(
+                    select(log_entry.c.idx, log_entry.c.leaf, log_entry.c.leaf_hash,
+                           table.c.originator_id, table.c.originator_version, table.c.topic,
+                           table.c.state)
+                    .join(table, table.c.id == log_entry.c.notification_id)
+                    .where(log_entry.c.idx >= low, log_entry.c.idx < high)
+                    .order_by(log_entry.c.idx)
+                ).all()
+            for row in rows:
+                event = cast(Logged, self.mapper.to_domain_event(StoredEvent(
+                    originator_id=row.originator_id, originator_version=row.originator_version,
+                    topic=row.topic, state=bytes(row.state))))
+                yield {"index": int(row.idx), "leaf": b64encode(bytes(row.leaf)),
+                       "leaf_hash": b64encode(bytes(row.leaf_hash)), "payload": event.payload,
+                       "salt": event.salt, "erased": event.payload is None}
+
+    # Checkpoints ----------------------------------------------------------------------------
+    @property
+    def origin(self) -> str:
+        return self.settings.origin
+
+    def latest_checkpoint(self) -> cps.Checkpoint | None:
+        with self.log.transaction(commit=False) as session:
+            row = session.execute(
+                select(checkpoint_table.c.note).order_by(checkpoint_table.c.id.desc()).limit(1)
+            ).first()
+        if row is None:
+            return None
+        return cps.open_own(row.note, self.origin, self.operator_key.public_bytes)
+
+    def list_checkpoints(self, limit: int = 100) -> list[dict[str, Any]]:
+        with self.log.transaction(commit=False) as session:
+            rows = session.execute(
+                select(checkpoint_table).order_by(checkpoint_table.c.id.desc()).limit(limit)
+            ).all()
+        return [{"tree_size": int(r.tree_size), "root_hash": b64encode(bytes(r.root_hash)),
+                 "signed_at": r.signed_at, "note": r.note} for r in rows]
+
+    def checkpoint(self) -> cps.Checkpoint:
+        """Sign and store a checkpoint of the current tree (or return the latest if unchanged).
+
+        Refuses (InconsistentCheckpoint) when the stored tree no longer reproduces the root the
+        operator signed last, so the operator never signs two inconsistent checkpoints.
+        """
+        with self.log.write_transaction() as session:
+            size = self.log.tree_size()
+            latest = self.latest_checkpoint()
+            if latest is not None:
+                if size < latest.size:
+                    raise InconsistentCheckpoint(
+                        f"the log has {size} entries but checkpoint {latest.size} was signed")
+                if StoredTree(self.log, size).root(latest.size) != latest.root:
+                    raise InconsistentCheckpoint(
+                        f"stored data no longer reproduces the root signed at size {latest.size}")
+                if size == latest.size:
+                    return latest
+            root = StoredTree(self.log, size).root()
+            signed = cps.sign(self.origin, size, root, self.operator_key)
+            session.execute(checkpoint_table.insert().values(
+                tree_size=size, root_hash=root, note=signed.note, signed_at=format_time(now_utc())))
+        return signed
+
+    def verify_latest_checkpoint(self) -> None:
+        """Start-up check: the latest signed checkpoint still holds over stored data."""
+        try:
+            latest = self.latest_checkpoint()
+        except CheckpointError:
+            raise
+        if latest is None:
+            return
+        size = self.tree_size()
+        if size < latest.size:
+            raise IntegrityFailure(
+                f"the log has {size} entries, fewer than the {latest.size} of its latest checkpoint")
+        try:
+            root = StoredTree(self.log, size).root(latest.size)
+        except LookupError as exc:
+            raise IntegrityFailure(f"stored tree is incomplete: {exc}") from None
+        if root != latest.root:
+            raise IntegrityFailure(
+                f"the root recomputed at size {latest.size} is {base64.b64encode(root).decode()}, "
+                f"the signed checkpoint says {base64.b64encode(latest.root).decode()}; "
+                "run 'kiroku log fsck' to find the altered entries")
+
+    @property
+    def vkey(self) -> str:
+        from ledger.keys import vkey
+
+        return vkey(self.origin, raw_public_key(self.operator_key.private.public_key()))

@@ -1,0 +1,147 @@
+"""Domain model: aggregates whose every event is one signed log entry.
+
+Each event carries the statement that justified it (``statement``, ``signature``) and the
+committed ``payload`` with its ``salt``; ``ledger.storage`` turns the statement into the leaf.
+Names follow the library's conventions: singular nouns, past-tense events.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from eventsourcing.domain import Aggregate
+
+NAMESPACE = uuid.UUID("5b0c7a8e-1f0e-4c1d-9a55-6b69726f6b75")  # fixed: ids are part of the data
+
+OPERATOR = "operator"
+
+
+def agency_id(code: str) -> uuid.UUID:
+    return uuid.uuid5(NAMESPACE, f"agency:{code}")
+
+
+def catalog_id() -> uuid.UUID:
+    return uuid.uuid5(NAMESPACE, "catalog")
+
+
+def provision_id(agency: str, request_id: str) -> uuid.UUID:
+    """One provision record per (submitting agency, the agency's own request id)."""
+    return uuid.uuid5(NAMESPACE, f"provision:{agency}:{request_id}")
+
+
+class Logged(Aggregate.Event):
+    """Fields every log-entry event carries."""
+
+    statement: dict[str, Any]
+    signature: str
+    payload: dict[str, Any] | None
+    salt: str | None
+    logged_at: str
+
+    def log_entry(self) -> dict[str, Any]:
+        return {**self.statement, "signature": self.signature, "logged_at": self.logged_at}
+
+
+class Provision(Aggregate):
+    """An information provision between agencies, as one agency stated it (Act Art. 23)."""
+
+    class Recorded(Aggregate.Created, Logged):
+        pass
+
+    def __init__(
+        self,
+        statement: dict[str, Any],
+        signature: str,
+        payload: dict[str, Any] | None,
+        salt: str | None,
+        logged_at: str,
+    ) -> None:
+        self.statement = statement
+        self.signature = signature
+        self.payload = payload
+        self.salt = salt
+        self.logged_at = logged_at
+
+
+class Agency(Aggregate):
+    """A registered agency and its statement keys."""
+
+    class Registered(Aggregate.Created, Logged):
+        pass
+
+    class KeyAdded(Logged):
+        def apply(self, aggregate: Aggregate) -> None:
+            assert isinstance(aggregate, Agency) and self.payload is not None
+            aggregate.keys[self.payload["key_id"]] = dict(self.payload)
+
+    class KeyRevoked(Logged):
+        def apply(self, aggregate: Aggregate) -> None:
+            assert isinstance(aggregate, Agency) and self.payload is not None
+            aggregate.keys[self.payload["key_id"]]["revoked_at"] = self.payload["revoked_at"]
+
+    def __init__(
+        self,
+        statement: dict[str, Any],
+        signature: str,
+        payload: dict[str, Any] | None,
+        salt: str | None,
+        logged_at: str,
+    ) -> None:
+        assert payload is not None
+        self.code: str = payload["code"]
+        self.payload = payload
+        self.keys: dict[str, dict[str, Any]] = {}
+
+
+class Catalog(Aggregate):
+    """The legal-basis catalog in force (loading or replacing it is a log entry)."""
+
+    class Loaded(Aggregate.Created, Logged):
+        pass
+
+    class Replaced(Logged):
+        def apply(self, aggregate: Aggregate) -> None:
+            assert isinstance(aggregate, Catalog)
+            aggregate.payload = self.payload
+
+    def __init__(
+        self,
+        statement: dict[str, Any],
+        signature: str,
+        payload: dict[str, Any] | None,
+        salt: str | None,
+        logged_at: str,
+    ) -> None:
+        self.payload = payload
+
+
+REGISTRATION_EVENTS: dict[str, type[Logged]] = {
+    "agency.registered": Agency.Registered,
+    "agency.key_added": Agency.KeyAdded,
+    "agency.key_revoked": Agency.KeyRevoked,
+    "catalog.loaded": Catalog.Loaded,
+    "catalog.replaced": Catalog.Replaced,
+}
+
+
+@dataclass
+class KeyState:
+    agency: str
+    key_id: str
+    public_key: bytes
+    valid_from: datetime
+    revoked_at: datetime | None = None
+
+
+@dataclass
+class AgencyState:
+    code: str
+    name_ja: str
+    name_en: str
+    kind: str
+    roles: frozenset[str]
+    registered_at: datetime
+    keys: dict[str, KeyState] = field(default_factory=dict)

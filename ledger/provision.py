@@ -1,0 +1,106 @@
+"""The provision payload (My Number Act Art. 23 items), parsed and checked once at the boundary."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from ledger.encoding import parse_time
+from ledger.errors import MalformedStatement, TimeBeforeRegistration, TimeInFuture
+
+PAYLOAD_KEYS = frozenset(
+    {
+        "request_id", "subject", "requester", "provider", "basis", "affair", "items",
+        "requested_at", "provided_at", "outcome", "reason", "non_disclosure", "operator",
+    }
+)
+OUTCOMES = frozenset({"provided", "not_provided"})
+#: Clocks of agency systems may run a little ahead of the log's.
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class ProvisionPayload:
+    request_id: str
+    subject: str
+    requester: str
+    provider: str
+    basis: str
+    affair: str
+    items: tuple[str, ...]
+    requested_at: datetime
+    provided_at: datetime | None
+    outcome: str
+    reason: str | None
+    non_disclosure: bool
+    operator: str
+
+    @classmethod
+    def parse(cls, raw: dict[str, Any]) -> ProvisionPayload:
+        keys = raw.keys()
+        if keys != PAYLOAD_KEYS:
+            missing, extra = PAYLOAD_KEYS - keys, keys - PAYLOAD_KEYS
+            parts = []
+            if missing:
+                parts.append(f"missing {sorted(missing)}")
+            if extra:
+                parts.append(f"unknown {sorted(extra)}")
+            raise MalformedStatement(f"provision payload: {'; '.join(parts)}")
+        for name in ("request_id", "subject", "requester", "provider", "basis", "affair",
+                     "operator", "outcome"):
+            value = raw[name]
+            if not isinstance(value, str) or not value or len(value) > 256:
+                raise MalformedStatement(f"payload.{name} must be a non-empty string (≤256 chars)")
+        items = raw["items"]
+        if not isinstance(items, list) or not items or not all(
+            isinstance(i, str) and i for i in items
+        ):
+            raise MalformedStatement("payload.items must be a non-empty list of item names")
+        if len(set(items)) != len(items):
+            raise MalformedStatement("payload.items lists an item twice")
+        if not isinstance(raw["non_disclosure"], bool):
+            raise MalformedStatement("payload.non_disclosure must be true or false")
+        outcome = raw["outcome"]
+        if outcome not in OUTCOMES:
+            raise MalformedStatement(f"payload.outcome must be one of {sorted(OUTCOMES)}")
+        requested_at = parse_time(raw["requested_at"], field="payload.requested_at")
+        provided_raw, reason = raw["provided_at"], raw["reason"]
+        provided_at = None
+        if outcome == "provided":
+            if provided_raw is None:
+                raise MalformedStatement("payload.provided_at is required when outcome is provided")
+            provided_at = parse_time(provided_raw, field="payload.provided_at")
+            if provided_at < requested_at:
+                raise MalformedStatement("payload.provided_at is before payload.requested_at")
+            if reason is not None:
+                raise MalformedStatement("payload.reason must be null when outcome is provided")
+        else:
+            if provided_raw is not None:
+                raise MalformedStatement("payload.provided_at must be null when not provided")
+            if not isinstance(reason, str) or not reason:
+                raise MalformedStatement("payload.reason (a code) is required when not provided")
+        return cls(
+            request_id=raw["request_id"], subject=raw["subject"], requester=raw["requester"],
+            provider=raw["provider"], basis=raw["basis"], affair=raw["affair"],
+            items=tuple(items), requested_at=requested_at, provided_at=provided_at,
+            outcome=outcome, reason=reason, non_disclosure=raw["non_disclosure"],
+            operator=raw["operator"],
+        )
+
+    def check_times(self, statement_time: datetime, now: datetime, registered_at: datetime) -> None:
+        latest = now + CLOCK_SKEW
+        for name, moment in (("statement.time", statement_time),
+                             ("payload.requested_at", self.requested_at),
+                             ("payload.provided_at", self.provided_at)):
+            if moment is not None and moment > latest:
+                raise TimeInFuture(
+                    f"{name} {moment.isoformat()} is in the future (log time {now.isoformat()})"
+                )
+        for name, moment in (("statement.time", statement_time),
+                             ("payload.requested_at", self.requested_at)):
+            if moment < registered_at:
+                raise TimeBeforeRegistration(
+                    f"{name} {moment.isoformat()} is before the agency's registration at "
+                    f"{registered_at.isoformat()}"
+                )
