@@ -251,3 +251,14 @@ def test_a_provision_is_generated_lazily(
     stream = demo_provisions(catalog, agencies, residents, 10**9, seed=3, now=NOW)
     first = next(stream)
     assert first.payload["request_id"] != next(stream).payload["request_id"]
+
+
+def test_bad_arguments_are_refused_at_the_call_not_later(
+    catalog: Catalog, agencies: list[DemoAgency], residents: list[str]
+) -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        demo_provisions(catalog, agencies, residents, 1, seed=1, now=datetime(2026, 1, 1))
+    with pytest.raises(ValueError, match="resident"):
+        demo_provisions(catalog, agencies, [], 1, seed=1, now=NOW)
+    with pytest.raises(ValueError, match="no catalog basis"):
+        demo_provisions(catalog, [], residents, 1, seed=1, now=NOW)
