@@ -1,0 +1,3 @@
+from kiroku.cli import main
+
+main()

@@ -1,0 +1,364 @@
+"""``kiroku``: the command line. Exit codes: 0 success, 1 refused or failed check, 2 unusable
+input or set-up (bad arguments, unreadable file, missing key or database)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+import click
+
+from ledger.config import Settings
+from ledger.errors import BatchRejected, ConfigurationError, LedgerError
+
+EXIT_REFUSED = 1
+EXIT_UNUSABLE = 2
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"kiroku: {message}", err=True)
+    sys.exit(code)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    try:
+        yield
+    except BatchRejected as exc:
+        for position, error in exc.errors:
+            click.echo(f"kiroku: statement #{position}: {error.code}: {error}", err=True)
+        _fail(f"{len(exc.errors)} statement(s) refused; nothing was appended", EXIT_REFUSED)
+    except ConfigurationError as exc:
+        _fail(str(exc), EXIT_UNUSABLE)
+    except LedgerError as exc:
+        _fail(f"{exc.code}: {exc}", EXIT_REFUSED)
+
+
+def _settings() -> Settings:
+    return Settings.from_env()
+
+
+def _open_ledger(settings: Settings, *, check: bool = True) -> Any:
+    from ledger.application import Ledger
+    from ledger.db import current
+    from ledger.keys import SigningKey
+
+    if not settings.operator_key_path.exists():
+        _fail(f"no operator key at {settings.operator_key_path}; run 'kiroku init' first",
+              EXIT_UNUSABLE)
+    try:
+        revision = current(settings.database_url)
+    except Exception as exc:  # the driver's own error types vary; all mean "cannot open"
+        _fail(f"cannot open database {settings.database_url}: {exc}", EXIT_UNUSABLE)
+    if revision is None:
+        _fail(f"database {settings.database_url} has no schema; run 'kiroku db upgrade'",
+              EXIT_UNUSABLE)
+    return Ledger(settings, SigningKey.load(settings.operator_key_path), check=check)
+
+
+def _read_json_documents(source: IO[str]) -> list[Any]:
+    """A JSON object, a JSON array of objects, or JSON Lines."""
+    text = source.read()
+    stripped = text.strip()
+    if not stripped:
+        raise click.UsageError("the input is empty")
+    try:
+        value = json.loads(stripped)
+    except json.JSONDecodeError:
+        value = None
+        documents = []
+        for number, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    documents.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    _fail(f"line {number}: not JSON ({exc.msg})", EXIT_UNUSABLE)
+        return documents
+    return value if isinstance(value, list) else [value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="kiroku")
+def main() -> None:
+    """kiroku: a verifiable record of which agency provided whose information, and why.
+
+    Data lives in $KIROKU_HOME (default ./var): the SQLite database kiroku.sqlite3 and keys/.
+    Set KIROKU_DATABASE_URL=postgresql+psycopg://… for PostgreSQL.
+    """
+
+
+# -- set-up -----------------------------------------------------------------------------------
+@main.group()
+def db() -> None:
+    """Database schema (managed by Alembic migrations)."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True, help="Target revision.")
+def db_upgrade(revision: str) -> None:
+    """Create or upgrade the schema of $KIROKU_DATABASE_URL."""
+    from ledger.db import upgrade
+
+    settings = _settings()
+    upgrade(settings.database_url, revision)
+    click.echo(f"database {settings.database_url} is at revision {revision}")
+
+
+@main.command()
+def init() -> None:
+    """Create the operator key (0600), the schema, and load the legal-basis catalog. Idempotent."""
+    from ledger.catalog import load_catalog
+    from ledger.db import upgrade
+    from ledger.keys import load_or_create
+
+    settings = _settings()
+    key, created = load_or_create(settings.operator_key_path)
+    upgrade(settings.database_url)
+    with _errors():
+        ledger = _open_ledger(settings)
+        loaded = ledger.load_catalog(load_catalog())
+        click.echo(("created" if created else "found") + f" operator key {settings.operator_key_path}")
+        click.echo(f"catalog {'loaded at index ' + str(loaded.index) if loaded else 'already loaded'}")
+        click.echo(f"vkey: {ledger.vkey}")
+        ledger.close()
+
+
+@main.command()
+@click.option("--provisions", "-n", default=1000, show_default=True, help="Provisions to append.")
+@click.option("--seed", default=1, show_default=True, help="Seed of the synthetic data.")
+@click.option("--residents", default=2000, show_default=True, help="Size of the population.")
+def demo(provisions: int, seed: int, residents: int) -> None:
+    """Register real-looking agencies, then append N signed provisions (N more on every run)."""
+    from ledger.catalog import load_catalog
+    from ledger.db import upgrade
+    from ledger.demo import run_demo
+    from ledger.keys import load_or_create
+
+    settings = _settings()
+    load_or_create(settings.operator_key_path)
+    upgrade(settings.database_url)
+    with _errors():
+        ledger = _open_ledger(settings)
+        ledger.load_catalog(load_catalog())
+        with click.progressbar(length=provisions, label="appending provisions",
+                               file=sys.stderr) as bar:
+            result = run_demo(ledger, provisions=provisions, seed=seed, residents=residents,
+                              progress=bar.update)
+        checkpoint = ledger.latest_checkpoint()
+        click.echo(f"appended {result.appended} provisions; the log holds {result.tree_size} "
+                   f"entries from {result.agencies} agencies")
+        click.echo(f"database: {settings.database_url}")
+        click.echo(f"operator vkey: {ledger.vkey}")
+        if checkpoint is not None:
+            click.echo("latest checkpoint:\n" + checkpoint.note)
+        ledger.close()
+
+
+# -- agencies ---------------------------------------------------------------------------------
+@main.group()
+def agency() -> None:
+    """Register agencies and their keys (operator only; each is a signed log entry)."""
+
+
+@agency.command("register")
+@click.argument("code")
+@click.option("--name-ja", required=True)
+@click.option("--name-en", required=True)
+@click.option("--kind", required=True, help="municipality, ministry, insurer, pension, …")
+@click.option("--role", "roles", multiple=True, required=True,
+              help="A requester/provider role exactly as in the catalog (repeatable).")
+def agency_register(code: str, name_ja: str, name_en: str, kind: str, roles: tuple[str]) -> None:
+    """Register agency CODE."""
+    with _errors():
+        receipt = _open_ledger(_settings()).register_agency(
+            code, name_ja=name_ja, name_en=name_en, kind=kind, roles=roles)
+        click.echo(json.dumps(receipt.to_json(), ensure_ascii=False))
+
+
+@agency.command("add-key")
+@click.argument("code")
+@click.option("--generate", "generate", type=click.Path(dir_okay=False, path_type=Path),
+              help="Generate a new key, write it here (0600) and register it.")
+@click.option("--public-key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Register the public half of this PEM private key file.")
+def agency_add_key(code: str, generate: Path | None, public_key: Path | None) -> None:
+    """Register a statement key for agency CODE (key rotation: add the new, revoke the old)."""
+    from ledger.keys import SigningKey
+
+    if (generate is None) == (public_key is None):
+        raise click.UsageError("give exactly one of --generate PATH or --public-key PATH")
+    with _errors():
+        if generate is not None:
+            if generate.exists():
+                _fail(f"{generate} exists; refusing to overwrite a key", EXIT_UNUSABLE)
+            key = SigningKey.generate()
+            key.save(generate)
+        else:
+            assert public_key is not None
+            key = SigningKey.load(public_key)
+        receipt = _open_ledger(_settings()).add_agency_key(code, key.public_bytes)
+        click.echo(json.dumps({"key_id": key.key_id, **receipt.to_json()}, ensure_ascii=False))
+
+
+@agency.command("revoke-key")
+@click.argument("code")
+@click.argument("key_id")
+def agency_revoke_key(code: str, key_id: str) -> None:
+    """Revoke KEY_ID of agency CODE from now on."""
+    with _errors():
+        receipt = _open_ledger(_settings()).revoke_agency_key(code, key_id)
+        click.echo(json.dumps(receipt.to_json(), ensure_ascii=False))
+
+
+# -- statements -------------------------------------------------------------------------------
+@main.command()
+@click.option("--key", "key_file", required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The agency's PEM private key.")
+@click.option("--agency", "agency_code", help="Submitting agency code (default: the document's "
+              "'agency', else the payload's provider).")
+@click.argument("source", type=click.File("r"), default="-")
+def sign(key_file: Path, agency_code: str | None, source: IO[str]) -> None:
+    """Sign provision payloads as an agency; prints statements ready for 'kiroku append'.
+
+    SOURCE (a file or - for stdin) holds a payload, a {"agency", "payload"} object, a JSON array
+    of them, or JSON Lines. The procedure is documented in docs/signing.md.
+    """
+    from ledger.keys import SigningKey
+    from ledger.signing import sign_statement
+
+    with _errors():
+        key = SigningKey.load(key_file)
+        for document in _read_json_documents(source):
+            if not isinstance(document, dict):
+                _fail("each document must be a JSON object", EXIT_UNUSABLE)
+            payload = document.get("payload", document)
+            submitter = agency_code or document.get("agency") or payload.get("provider")
+            if not isinstance(submitter, str):
+                _fail("cannot tell the submitting agency; pass --agency", EXIT_UNUSABLE)
+            signed = sign_statement(payload, kind="provision", agency=submitter, key=key)
+            click.echo(json.dumps(signed, ensure_ascii=False))
+
+
+@main.command()
+@click.argument("source", type=click.File("r"), default="-")
+def append(source: IO[str]) -> None:
+    """Append signed statements from SOURCE (JSON, JSON array or JSON Lines; - for stdin).
+
+    All statements are appended together or none is. Prints one receipt per line.
+    """
+    documents = _read_json_documents(source)
+    with _errors():
+        ledger = _open_ledger(_settings())
+        for receipt in ledger.append_batch(documents):
+            click.echo(json.dumps(receipt.to_json(), ensure_ascii=False))
+
+
+# -- the log ----------------------------------------------------------------------------------
+@main.group()
+def log() -> None:
+    """Checkpoints, proofs and exports of the Merkle log."""
+
+
+@log.command("key")
+def log_key() -> None:
+    """Print the operator's verifier key (C2SP vkey) for checkpoints and registrar entries."""
+    from ledger.keys import SigningKey, vkey
+
+    settings = _settings()
+    with _errors():
+        key = SigningKey.load(settings.operator_key_path)
+        click.echo(vkey(settings.origin, key.public_bytes))
+
+
+@log.command("checkpoint")
+def log_checkpoint() -> None:
+    """Sign and store a checkpoint of the current tree; print it (C2SP signed note)."""
+    with _errors():
+        click.echo(_open_ledger(_settings()).checkpoint().note, nl=False)
+
+
+@log.command("export")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="File (default: stdout).")
+@click.option("--start", default=0, show_default=True)
+@click.option("--end", type=int, help="Exclusive end index (default: tree size).")
+def log_export(out: Path | None, start: int, end: int | None) -> None:
+    """Export entries as JSON Lines (docs/log-format.md) for offline verification."""
+    with _errors():
+        ledger = _open_ledger(_settings())
+        end = ledger.tree_size() if end is None else end
+        handle = out.open("w", encoding="utf-8") if out else sys.stdout
+        try:
+            with click.progressbar(length=max(end - start, 0), label="exporting", file=sys.stderr,
+                                   ) as bar:
+                for line in ledger.export(start, end):
+                    handle.write(json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n")
+                    bar.update(1)
+        finally:
+            if out:
+                handle.close()
+
+
+@log.group("prove")
+def log_prove() -> None:
+    """RFC 9162 proofs as JSON."""
+
+
+@log_prove.command("inclusion")
+@click.argument("index", type=int)
+@click.option("--size", type=int, help="Tree size (default: current).")
+def prove_inclusion(index: int, size: int | None) -> None:
+    """Inclusion proof of leaf INDEX (0-based)."""
+    with _errors():
+        click.echo(json.dumps(_open_ledger(_settings()).prove_inclusion(index, size)))
+
+
+@log_prove.command("consistency")
+@click.argument("old", type=int)
+@click.argument("new", type=int)
+def prove_consistency(old: int, new: int) -> None:
+    """Consistency proof between tree sizes OLD and NEW."""
+    with _errors():
+        click.echo(json.dumps(_open_ledger(_settings()).prove_consistency(old, new)))
+
+
+@log.command("fsck")
+def log_fsck() -> None:
+    """Rebuild the tree from every stored leaf and compare with stored nodes and checkpoints."""
+    from ledger.fsck import fsck
+
+    with _errors():
+        ledger = _open_ledger(_settings(), check=False)
+        with click.progressbar(length=ledger.tree_size(), label="checking", file=sys.stderr) as bar:
+            problems = fsck(ledger, progress=bar.update)
+        for problem in problems:
+            click.echo(problem)
+        if problems:
+            sys.exit(EXIT_REFUSED)
+        click.echo(f"ok: {ledger.tree_size()} entries, chain and tree intact")
+
+
+# -- independent verification -----------------------------------------------------------------
+_PASSTHROUGH = {"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []}
+
+
+@main.command(context_settings=_PASSTHROUGH, add_help_option=False)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def verify(args: tuple[str, ...]) -> None:
+    """Verify an export, a proof or checkpoints offline (see 'kiroku verify --help')."""
+    from verifier.cli import main as verifier_main
+
+    sys.exit(verifier_main(list(args)))
+
+
+@main.command(context_settings=_PASSTHROUGH, add_help_option=False)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def monitor(args: tuple[str, ...]) -> None:
+    """Watch a log's checkpoints for rollback, forks and staleness (see 'kiroku monitor --help')."""
+    from verifier.cli import main as verifier_main
+
+    sys.exit(verifier_main(["monitor", *args]))
