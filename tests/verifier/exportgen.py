@@ -243,9 +243,9 @@ def tamper_signature(lines: list[bytes], i: int) -> list[bytes]:
 
 
 def tamper_time(lines: list[bytes], i: int) -> list[bytes]:
-    """Backdate a statement: its signature no longer covers it."""
+    """Move a statement's time by a microsecond: its signature no longer covers it."""
     lines = list(lines)
-    rewrite_leaf(lines, i, lambda leaf: leaf.update(time="2020-01-01T00:00:00Z"))
+    rewrite_leaf(lines, i, lambda leaf: leaf.update(time=leaf["time"][:19] + ".000001Z"))
     return lines
 
 
@@ -277,15 +277,16 @@ def tamper_duplicate(lines: list[bytes], i: int, at: int) -> list[bytes]:
     return lines
 
 
-def tamper_replay(lines: list[bytes], source: int, at: int, *, renumber: bool = False) -> list[bytes]:
+def tamper_replay(lines: list[bytes], source: int, at: int, *, renumber: bool = False,
+                  index: int | None = None) -> list[bytes]:
     """Insert a validly signed statement again as a new, correctly linked entry at ``at``."""
     lines = list(lines)
     obj = _line(lines, source)
     prev = leaf_hash(base64.b64decode(_line(lines, at - 1)["leaf"]))
     leaf = json.loads(base64.b64decode(obj["leaf"]))
-    leaf.update(index=at, prev=b64(prev))
+    leaf.update(index=at if index is None else index, prev=b64(prev))
     raw = rfc8785.dumps(leaf)
-    obj.update(index=at, leaf=b64(raw), leaf_hash=b64(leaf_hash(raw)))
+    obj.update(index=leaf["index"], leaf=b64(raw), leaf_hash=b64(leaf_hash(raw)))
     lines.insert(at, rfc8785.dumps(obj))
     if renumber:
         for i in range(at + 1, len(lines)):
@@ -310,3 +311,35 @@ def respell_lines(lines: list[bytes]) -> list[bytes]:
         obj = json.loads(line)
         out.append(json.dumps(dict(reversed(list(obj.items()))), ensure_ascii=True).encode())
     return out
+
+
+def tamper_payload_key(lines: list[bytes], i: int) -> list[bytes]:
+    """Swap the public key in a key registration's payload for an attacker's."""
+    lines = list(lines)
+    obj = _line(lines, i)
+    rogue = key_from_seed(666)
+    obj["payload"].update(public_key=b64(raw_public(rogue)), key_id=statement_key_id(rogue))
+    _set_line(lines, i, obj)
+    return lines
+
+
+def tamper_sign_with(lines: list[bytes], i: int, key: Ed25519PrivateKey) -> list[bytes]:
+    """Re-sign entry i's statement with ``key`` (validly), naming that key."""
+    lines = list(lines)
+
+    def change(leaf: dict[str, Any]) -> None:
+        leaf["key_id"] = statement_key_id(key)
+        statement = {k: leaf[k] for k in ("v", "kind", "agency", "key_id", "time", "commitment")}
+        leaf["signature"] = b64(key.sign(rfc8785.dumps(statement)))
+
+    rewrite_leaf(lines, i, change)
+    rechain(lines, i + 1, renumber=False)
+    return lines
+
+
+def tamper_leaf_hash_field(lines: list[bytes], i: int) -> list[bytes]:
+    lines = list(lines)
+    obj = _line(lines, i)
+    obj["leaf_hash"] = b64(hashlib.sha256(b"y").digest())
+    _set_line(lines, i, obj)
+    return lines
