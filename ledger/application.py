@@ -58,7 +58,7 @@ from ledger.provision import ProvisionPayload
 from ledger.registry import Registry
 from ledger.schema import checkpoint as checkpoint_table
 from ledger.schema import log_entry
-from ledger.signing import check_shape, sign_statement, verify_commitment, verify_signature
+from ledger.signing import check_shape, sign_statement, verify_commitment, verify_signatures
 from ledger.storage import AppendedEntry, KirokuFactory, LogRecorder
 
 MAX_BATCH = 10_000
@@ -273,15 +273,25 @@ class Ledger(Application[UUID]):
         errors: list[tuple[int, StatementRejected]] = []
         checked: list[_Checked] = []
         seen: dict[UUID, int] = {}
+        prechecked: list[tuple[int, Any, ProvisionPayload, datetime, bytes]] = []
         for position, submission in enumerate(submissions):
             try:
-                item = self._check(position, submission, now)
+                prechecked.append((position, submission, *self._precheck(submission, now)))
+            except StatementRejected as exc:
+                errors.append((position, exc))
+        bad_signatures = verify_signatures(
+            [(sub["statement"], sub["signature"], key) for _, sub, _, _, key in prechecked])
+        for (position, submission, payload, moment, _), bad in zip(prechecked, bad_signatures):
+            try:
+                if bad is not None:
+                    raise bad
+                item = self._postcheck(position, submission, payload, moment)
                 if item.id in seen:
                     first = checked[seen[item.id]].submission
                     if (first["statement"], first["signature"]) != (
                         submission["statement"], submission["signature"]):
                         raise DuplicateConflict(
-                            f"request id {submission['payload']['request_id']!r} appears twice "
+                            f"request id {payload.request_id!r} appears twice "
                             "in this batch with different statements"
                         )
                 else:
@@ -338,7 +348,9 @@ class Ledger(Application[UUID]):
                 receipts[receipt.id] = receipt
         return [receipts[item.id] for item in checked]
 
-    def _check(self, position: int, submission: Any, now: datetime) -> _Checked:
+    def _precheck(self, submission: Any, now: datetime
+                  ) -> tuple[ProvisionPayload, datetime, bytes]:
+        """Checks before the signature: shape, key validity, times. Returns the public key."""
         check_shape(submission)
         statement = submission["statement"]
         if statement["kind"] != "provision":
@@ -348,12 +360,18 @@ class Ledger(Application[UUID]):
             )
         payload = ProvisionPayload.parse(submission["payload"])
         submitter = statement["agency"]
-        time = parse_time(statement["time"], field="statement.time")
+        moment = parse_time(statement["time"], field="statement.time")
         agency = self.registry.agency(submitter)
-        key = self.registry.key_for(submitter, statement["key_id"], time, now)
-        payload.check_times(time, now, agency.registered_at)
-        verify_signature(statement, submission["signature"], key.public_key)
+        key = self.registry.key_for(submitter, statement["key_id"], moment, now)
+        payload.check_times(moment, now, agency.registered_at)
+        return payload, moment, key.public_key
+
+    def _postcheck(self, position: int, submission: Any, payload: ProvisionPayload,
+                   moment: datetime) -> _Checked:
+        """Checks of a signed statement's content: commitment, parties, legal basis."""
+        statement = submission["statement"]
         verify_commitment(statement, submission["payload"], submission["salt"])
+        submitter = statement["agency"]
         if submitter not in (payload.requester, payload.provider):
             raise SubmitterNotParty(
                 f"agency {submitter!r} is neither the requester ({payload.requester!r}) nor the "
@@ -365,7 +383,7 @@ class Ledger(Application[UUID]):
             raise MalformedStatement("no legal-basis catalog is loaded yet")
         self.registry.catalog.check(payload.basis, payload.affair, requester.roles,
                                     provider.roles, payload.items)
-        return _Checked(position, provision_id(submitter, payload.request_id), submission, time)
+        return _Checked(position, provision_id(submitter, payload.request_id), submission, moment)
 
     def _existing_receipts(self, ids: Sequence[UUID]
                            ) -> dict[UUID, tuple[dict[str, Any], str, Receipt]]:

@@ -1,0 +1,181 @@
+"""Ledger append benchmark (issue: durable appends per second), with baselines in the same run.
+
+Measures, on SQLite and PostgreSQL:
+- kiroku: provisions/s for batches of 1,000 and for single statements (commit per batch,
+  fsync on: SQLite WAL with synchronous=FULL, PostgreSQL defaults). Statements are signed
+  beforehand (signing is the agency's work, not the log's); the log verifies every signature.
+- baseline 1: the raw eventsourcing-sqlalchemy application recorder inserting the same stored
+  events (no validation, signing or chaining), same batch sizes, same database server.
+- baseline 2: this machine's single-core Ed25519 verification rate.
+And, with --memory N: resident memory after 100k entries and after N (default 1M) in one process.
+
+Prints medians over --repeat runs and the ratios. Usage:
+    python bench/bench_ledger.py [--backend sqlite|postgres|both] [--repeat 3] [--memory 1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
+from eventsourcing.utils import Environment  # noqa: E402
+from eventsourcing_sqlalchemy.factory import SQLAlchemyFactory  # noqa: E402
+
+from ledger.domain import Provision, provision_id  # noqa: E402
+from tests.dbutil import postgres_available, postgres_database, sqlite_database  # noqa: E402
+from tests.ledger.fixtures import World, make_world  # noqa: E402
+
+BATCH = 1000
+
+
+def rss_mib() -> float:
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def ed25519_rate(n: int = 5000) -> float:
+    key = Ed25519PrivateKey.generate()
+    public = key.public_key()
+    messages = [os.urandom(180) for _ in range(n)]
+    signatures = [key.sign(m) for m in messages]
+    start = time.perf_counter()
+    for message, signature in zip(messages, signatures):
+        public.verify(signature, message)
+    return n / (time.perf_counter() - start)
+
+
+def statements(world: World, n: int, tag: str) -> list[dict]:
+    return [world.statement(request_id=f"{tag}-{i}") for i in range(n)]
+
+
+def kiroku_rates(world: World, batches: int, singles: int, tag: str) -> tuple[float, float]:
+    prepared = [statements(world, BATCH, f"{tag}-b{b}") for b in range(batches)]
+    start = time.perf_counter()
+    for batch in prepared:
+        world.ledger.append_batch(batch)
+    batched = batches * BATCH / (time.perf_counter() - start)
+    one_by_one = statements(world, singles, f"{tag}-s")
+    start = time.perf_counter()
+    for statement in one_by_one:
+        world.ledger.append(statement)
+    single = singles / (time.perf_counter() - start)
+    return batched, single
+
+
+def raw_rates(url: str, world: World, batches: int, singles: int, tag: str) -> tuple[float, float]:
+    """The library's own recorder, same events, tables created by the library."""
+    env = Environment("Raw", {"SQLALCHEMY_URL": url, "CREATE_TABLE": "yes"})
+    recorder = SQLAlchemyFactory(env).application_recorder()
+    mapper = world.ledger.mapper
+
+    def stored(n: int, prefix: str) -> list:
+        events = []
+        for i in range(n):
+            sub = world.statement(request_id=f"{prefix}-{i}")
+            aggregate = Provision._create(
+                Provision.Recorded, id=provision_id(sub["statement"]["agency"], f"{prefix}-{i}"),
+                statement=sub["statement"], signature=sub["signature"], payload=sub["payload"],
+                salt=sub["salt"], logged_at="2026-01-01T00:00:00Z")
+            events.extend(mapper.to_stored_event(e) for e in aggregate.collect_events())
+        return events
+
+    prepared = [stored(BATCH, f"{tag}-rb{b}") for b in range(batches)]
+    start = time.perf_counter()
+    for batch in prepared:
+        recorder.insert_events(batch)
+    batched = batches * BATCH / (time.perf_counter() - start)
+    one_by_one = stored(singles, f"{tag}-rs")
+    start = time.perf_counter()
+    for event in one_by_one:
+        recorder.insert_events([event])
+    single = singles / (time.perf_counter() - start)
+    recorder.datastore.engine.dispose()
+    return batched, single
+
+
+def run_backend(name: str, database: Callable[[], AbstractContextManager[str]], repeat: int,
+                batches: int, singles: int) -> dict[str, float]:
+    results: dict[str, list[float]] = {k: [] for k in ("kb", "ks", "rb", "rs")}
+    for run in range(repeat):
+        with database() as url:
+            world = make_world(url)
+            kb, ks = kiroku_rates(world, batches, singles, f"r{run}")
+            rb, rs = raw_rates(url, world, batches, singles, f"r{run}")
+            world.ledger.close()
+        for key, value in zip(("kb", "ks", "rb", "rs"), (kb, ks, rb, rs)):
+            results[key].append(value)
+        print(f"  {name} run {run + 1}: kiroku batch {kb:,.0f}/s single {ks:,.0f}/s | "
+              f"raw batch {rb:,.0f}/s single {rs:,.0f}/s", flush=True)
+    return {key: statistics.median(values) for key, values in results.items()}
+
+
+def memory_run(total: int) -> None:
+    with sqlite_database() as url:
+        world = make_world(url)
+        marks: dict[int, float] = {}
+        appended = 0
+        checkpoints = sorted({100_000, total})
+        started = time.perf_counter()
+        while appended < total:
+            world.ledger.append_batch(statements(world, BATCH, f"m{appended}"))
+            appended += BATCH
+            if appended in checkpoints:
+                gc.collect()
+                marks[appended] = rss_mib()
+                print(f"  RSS after {appended:,} entries: {marks[appended]:.1f} MiB "
+                      f"({appended / (time.perf_counter() - started):,.0f} appends/s incl. signing)",
+                      flush=True)
+        low, high = marks[100_000], marks[total]
+        print(f"memory: {low:.1f} MiB at 100k, {high:.1f} MiB at {total:,}: "
+              f"{(high / low - 1) * 100:+.1f}% (target within ±10%)")
+        world.ledger.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--batches", type=int, default=10, help="batches of 1,000 per run")
+    parser.add_argument("--singles", type=int, default=1000, help="single appends per run")
+    parser.add_argument("--memory", type=int, default=0, help="entries for the memory run (0: skip)")
+    args = parser.parse_args(argv)
+
+    rates = [ed25519_rate() for _ in range(args.repeat)]
+    verify = statistics.median(rates)
+    print(f"Ed25519 verify, one core: {verify:,.0f}/s (median of {args.repeat}); "
+          f"cores: {os.cpu_count()}")
+    backends: list[tuple[str, Callable[[], AbstractContextManager[str]]]] = []
+    if args.backend in ("sqlite", "both"):
+        backends.append(("SQLite", sqlite_database))
+    if args.backend in ("postgres", "both"):
+        if postgres_available():
+            backends.append(("PostgreSQL", postgres_database))
+        else:
+            print("PostgreSQL not reachable: skipped")
+    targets = {"SQLite": 5000, "PostgreSQL": 3000}
+    for name, database in backends:
+        m = run_backend(name, database, args.repeat, args.batches, args.singles)
+        print(f"{name}: batched {m['kb']:,.0f}/s (target ≥ {targets[name]:,}) = "
+              f"{m['kb'] / m['rb']:.2f} × raw recorder ({m['rb']:,.0f}/s), "
+              f"{m['kb'] / verify:.2f} × one-core Ed25519 verify; "
+              f"single {m['ks']:,.0f}/s (target ≥ 500) = {m['ks'] / m['rs']:.2f} × raw ({m['rs']:,.0f}/s)")
+    if args.memory:
+        memory_run(args.memory)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
