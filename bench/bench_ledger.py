@@ -36,6 +36,7 @@ from tests.dbutil import postgres_available, postgres_database, sqlite_database 
 from tests.ledger.fixtures import World, make_world  # noqa: E402
 
 BATCH = 1000
+CALLERS = 8
 
 
 def rss_mib() -> float:
@@ -75,6 +76,17 @@ def kiroku_rates(world: World, batches: int, singles: int, tag: str) -> tuple[fl
     return batched, single
 
 
+def concurrent_single_rate(world: World, singles: int, callers: int, tag: str) -> float:
+    """Single statements from ``callers`` threads at once (a server's request threads)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    prepared = statements(world, singles, f"{tag}-c")
+    start = time.perf_counter()
+    with ThreadPoolExecutor(callers) as pool:
+        list(pool.map(world.ledger.append, prepared))
+    return singles / (time.perf_counter() - start)
+
+
 def raw_rates(url: str, world: World, batches: int, singles: int, tag: str) -> tuple[float, float]:
     """The library's own recorder, same events, tables created by the library."""
     env = Environment("Raw", {"SQLALCHEMY_URL": url, "CREATE_TABLE": "yes"})
@@ -108,17 +120,19 @@ def raw_rates(url: str, world: World, batches: int, singles: int, tag: str) -> t
 
 def run_backend(name: str, database: Callable[[], AbstractContextManager[str]], repeat: int,
                 batches: int, singles: int) -> dict[str, float]:
-    results: dict[str, list[float]] = {k: [] for k in ("kb", "ks", "rb", "rs")}
+    results: dict[str, list[float]] = {k: [] for k in ("kb", "ks", "kc", "rb", "rs")}
     for run in range(repeat):
         with database() as url:
             world = make_world(url)
             kb, ks = kiroku_rates(world, batches, singles, f"r{run}")
+            kc = concurrent_single_rate(world, singles, CALLERS, f"r{run}")
             rb, rs = raw_rates(url, world, batches, singles, f"r{run}")
             world.ledger.close()
-        for key, value in zip(("kb", "ks", "rb", "rs"), (kb, ks, rb, rs)):
+        for key, value in zip(("kb", "ks", "kc", "rb", "rs"), (kb, ks, kc, rb, rs)):
             results[key].append(value)
-        print(f"  {name} run {run + 1}: kiroku batch {kb:,.0f}/s single {ks:,.0f}/s | "
-              f"raw batch {rb:,.0f}/s single {rs:,.0f}/s", flush=True)
+        print(f"  {name} run {run + 1}: kiroku batch {kb:,.0f}/s single {ks:,.0f}/s "
+              f"single×{CALLERS} callers {kc:,.0f}/s | raw batch {rb:,.0f}/s single {rs:,.0f}/s",
+              flush=True)
     return {key: statistics.median(values) for key, values in results.items()}
 
 
@@ -171,7 +185,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: batched {m['kb']:,.0f}/s (target ≥ {targets[name]:,}) = "
               f"{m['kb'] / m['rb']:.2f} × raw recorder ({m['rb']:,.0f}/s), "
               f"{m['kb'] / verify:.2f} × one-core Ed25519 verify; "
-              f"single {m['ks']:,.0f}/s (target ≥ 500) = {m['ks'] / m['rs']:.2f} × raw ({m['rs']:,.0f}/s)")
+              f"single {m['ks']:,.0f}/s (target ≥ 500) = {m['ks'] / m['rs']:.2f} × raw "
+              f"({m['rs']:,.0f}/s); single from {CALLERS} concurrent callers (group commit) "
+              f"{m['kc']:,.0f}/s = {m['kc'] / m['rs']:.2f} × raw single")
     if args.memory:
         memory_run(args.memory)
     return 0

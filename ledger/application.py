@@ -36,6 +36,7 @@ from ledger.domain import (
     provision_id,
 )
 from ledger.encoding import b64encode, format_time, now_utc, parse_time
+from ledger.group_commit import GroupCommit
 from ledger.errors import (
     AlreadyRegistered,
     BatchRejected,
@@ -115,6 +116,7 @@ class Ledger(Application[UUID]):
             }
         )
         self.registry = Registry()
+        self._group_commit = GroupCommit(self.append_each)
         self._refreshed_at = 0.0
         self.refresh_registry()
         if check:
@@ -234,11 +236,30 @@ class Ledger(Application[UUID]):
 
     # Provisions -----------------------------------------------------------------------------
     def append(self, submission: Any) -> Receipt:
-        """Append one signed provision statement; the same statement again gets the same receipt."""
-        try:
-            return self.append_batch([submission])[0]
-        except BatchRejected as exc:
-            raise exc.errors[0][1] from None
+        """Append one signed provision statement; the same statement again gets the same receipt.
+
+        Concurrent callers (threads of a server) are committed together: one transaction and one
+        fsync for all statements waiting at that moment, each still accepted or refused on its own.
+        """
+        result = self._group_commit.submit(submission)
+        if isinstance(result, StatementRejected):
+            raise result
+        return result
+
+    def append_each(self, submissions: Sequence[Any]) -> list[Receipt | StatementRejected]:
+        """Append independent statements in one transaction: each is accepted or refused alone."""
+        if not submissions:
+            return []
+        self.refresh_registry(force=False)
+        results = self._append_retrying(submissions, strict=False)
+        stale = [i for i, r in enumerate(results) if isinstance(r, _STALE_REGISTRY_SIGNS)]
+        if stale:
+            # Another process may have registered the agency or key a moment ago.
+            self.refresh_registry(force=True)
+            again = self._append_retrying([submissions[i] for i in stale], strict=False)
+            for i, result in zip(stale, again):
+                results[i] = result
+        return results
 
     def append_batch(self, submissions: Sequence[Any]) -> list[Receipt]:
         """Append statements all-or-nothing, in order. Raises BatchRejected listing every refusal."""
@@ -246,31 +267,34 @@ class Ledger(Application[UUID]):
             raise BatchTooLarge(f"a batch holds at most {MAX_BATCH} statements, got {len(submissions)}")
         if not submissions:
             return []
+        self.refresh_registry(force=False)
+        try:
+            results = self._append_retrying(submissions, strict=True)
+        except BatchRejected as exc:
+            if not any(isinstance(e, _STALE_REGISTRY_SIGNS) for _, e in exc.errors):
+                raise
+            self.refresh_registry(force=True)
+            results = self._append_retrying(submissions, strict=True)
+        return cast(list[Receipt], results)
+
+    def _append_retrying(self, submissions: Sequence[Any], *, strict: bool
+                         ) -> list[Receipt | StatementRejected]:
         # Re-submissions are rare, so the first attempt inserts optimistically; the unique
         # (aggregate id, version) index refuses a request id seen before, and the next attempt
         # looks the earlier statements up to answer with their receipts (or a conflict).
         for attempt in range(3):
             try:
-                return self._append_batch(submissions, lookup=attempt > 0)
+                return self._append_checked(submissions, lookup=attempt > 0, strict=strict)
             except IntegrityError:
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
 
-    def _append_batch(self, submissions: Sequence[Any], *, lookup: bool) -> list[Receipt]:
-        self.refresh_registry(force=False)
-        try:
-            return self._append_checked(submissions, lookup)
-        except BatchRejected as exc:
-            if not any(isinstance(e, _STALE_REGISTRY_SIGNS) for _, e in exc.errors):
-                raise
-        # Another process may have registered the agency or key a moment ago.
-        self.refresh_registry(force=True)
-        return self._append_checked(submissions, lookup)
-
-    def _append_checked(self, submissions: Sequence[Any], lookup: bool) -> list[Receipt]:
+    def _append_checked(self, submissions: Sequence[Any], *, lookup: bool, strict: bool
+                        ) -> list[Receipt | StatementRejected]:
+        """Validate, then append what passed. ``strict``: any refusal refuses everything."""
         now = now_utc()
-        errors: list[tuple[int, StatementRejected]] = []
+        errors: dict[int, StatementRejected] = {}
         checked: list[_Checked] = []
         seen: dict[UUID, int] = {}
         prechecked: list[tuple[int, Any, ProvisionPayload, datetime, bytes]] = []
@@ -278,7 +302,7 @@ class Ledger(Application[UUID]):
             try:
                 prechecked.append((position, submission, *self._precheck(submission, now)))
             except StatementRejected as exc:
-                errors.append((position, exc))
+                errors[position] = exc
         bad_signatures = verify_signatures(
             [(sub["statement"], sub["signature"], key) for _, sub, _, _, key in prechecked])
         for (position, submission, payload, moment, _), bad in zip(prechecked, bad_signatures):
@@ -292,61 +316,79 @@ class Ledger(Application[UUID]):
                         submission["statement"], submission["signature"]):
                         raise DuplicateConflict(
                             f"request id {payload.request_id!r} appears twice "
-                            "in this batch with different statements"
+                            "with different statements"
                         )
                 else:
                     seen[item.id] = len(checked)
                 checked.append(item)
             except StatementRejected as exc:
-                errors.append((position, exc))
+                errors[position] = exc
         existing = self._existing_receipts([c.id for c in checked]) if lookup and checked else {}
         for item in checked:
             found = existing.get(item.id)
             if found is not None and (found[0], found[1]) != (
                 item.submission["statement"], item.submission["signature"]):
-                errors.append((item.position, DuplicateConflict(
+                errors[item.position] = DuplicateConflict(
                     f"request id {item.submission['payload']['request_id']!r} of agency "
                     f"{item.submission['statement']['agency']!r} was already recorded with a "
-                    "different statement (index "
-                    f"{found[2].index}); use a new request id")))
-        if errors:
-            errors.sort(key=lambda e: e[0])
-            raise BatchRejected(errors)
+                    f"different statement (index {found[2].index}); use a new request id")
+        if errors and strict:
+            raise BatchRejected(sorted(errors.items()))
+        checked = [item for item in checked if item.position not in errors]
 
-        logged_at = now_utc()
+        receipts: dict[UUID, Receipt] = {uid: found[2] for uid, found in existing.items()}
         fresh: list[_Checked] = []
         taken: set[UUID] = set(existing)
         for item in checked:
             if item.id not in taken:
                 taken.add(item.id)
                 fresh.append(item)
-        receipts: dict[UUID, Receipt] = {uid: found[2] for uid, found in existing.items()}
-        if fresh:
-            stamp = format_time(logged_at)
-            aggregates = [
-                Provision._create(
-                    Provision.Recorded, id=item.id, statement=item.submission["statement"],
-                    signature=item.submission["signature"], payload=item.submission["payload"],
-                    salt=item.submission["salt"], logged_at=stamp)
-                for item in fresh
-            ]
+        while fresh:
+            try:
+                for receipt in self._save_provisions(fresh):
+                    receipts[receipt.id] = receipt
+                break
+            except BatchRejected as late:
+                # A key was revoked by another writer between our checks and the lock.
+                if strict:
+                    raise
+                for position, error in late.errors:
+                    errors[position] = error
+                fresh = [item for item in fresh if item.position not in errors]
+        results: list[Receipt | StatementRejected] = []
+        by_position = {item.position: item for item in checked}
+        for position in range(len(submissions)):
+            if position in errors:
+                results.append(errors[position])
+            else:
+                results.append(receipts[by_position[position].id])
+        return results
 
-            def keys_still_valid(top: int) -> None:
-                self.refresh_registry(top=top)
-                late = []
-                for item in fresh:
-                    statement = item.submission["statement"]
-                    try:
-                        self.registry.key_for(statement["agency"], statement["key_id"], item.time,
-                                              logged_at)
-                    except StatementRejected as exc:
-                        late.append((item.position, exc))
-                if late:
-                    raise BatchRejected(late)
+    def _save_provisions(self, fresh: list[_Checked]) -> list[Receipt]:
+        logged_at = now_utc()
+        stamp = format_time(logged_at)
+        aggregates = [
+            Provision._create(
+                Provision.Recorded, id=item.id, statement=item.submission["statement"],
+                signature=item.submission["signature"], payload=item.submission["payload"],
+                salt=item.submission["salt"], logged_at=stamp)
+            for item in fresh
+        ]
 
-            for receipt in self._save(aggregates, precommit=keys_still_valid):
-                receipts[receipt.id] = receipt
-        return [receipts[item.id] for item in checked]
+        def keys_still_valid(top: int) -> None:
+            self.refresh_registry(top=top)
+            late = []
+            for item in fresh:
+                statement = item.submission["statement"]
+                try:
+                    self.registry.key_for(statement["agency"], statement["key_id"], item.time,
+                                          logged_at)
+                except StatementRejected as exc:
+                    late.append((item.position, exc))
+            if late:
+                raise BatchRejected(late)
+
+        return self._save(aggregates, precommit=keys_still_valid)
 
     def _precheck(self, submission: Any, now: datetime
                   ) -> tuple[ProvisionPayload, datetime, bytes]:
