@@ -171,11 +171,17 @@ def agency() -> None:
 @click.option("--kind", required=True, help="municipality, ministry, insurer, pension, …")
 @click.option("--role", "roles", multiple=True, required=True,
               help="A requester/provider role exactly as in the catalog (repeatable).")
-def agency_register(code: str, name_ja: str, name_en: str, kind: str, roles: tuple[str]) -> None:
+@click.option("--registered-at", help="RFC 3339 time from which the agency's statements count "
+              "(default: now).")
+def agency_register(code: str, name_ja: str, name_en: str, kind: str, roles: tuple[str],
+                    registered_at: str | None) -> None:
     """Register agency CODE."""
+    from ledger.encoding import parse_time
+
     with _errors():
+        since = parse_time(registered_at, field="--registered-at") if registered_at else None
         receipt = _open_ledger(_settings()).register_agency(
-            code, name_ja=name_ja, name_en=name_en, kind=kind, roles=roles)
+            code, name_ja=name_ja, name_en=name_en, kind=kind, roles=roles, registered_at=since)
         click.echo(json.dumps(receipt.to_json(), ensure_ascii=False))
 
 
@@ -185,8 +191,11 @@ def agency_register(code: str, name_ja: str, name_en: str, kind: str, roles: tup
               help="Generate a new key, write it here (0600) and register it.")
 @click.option("--public-key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Register the public half of this PEM private key file.")
-def agency_add_key(code: str, generate: Path | None, public_key: Path | None) -> None:
+@click.option("--valid-from", help="RFC 3339 time from which the key is valid (default: now).")
+def agency_add_key(code: str, generate: Path | None, public_key: Path | None,
+                   valid_from: str | None) -> None:
     """Register a statement key for agency CODE (key rotation: add the new, revoke the old)."""
+    from ledger.encoding import parse_time
     from ledger.keys import SigningKey
 
     if (generate is None) == (public_key is None):
@@ -200,7 +209,8 @@ def agency_add_key(code: str, generate: Path | None, public_key: Path | None) ->
         else:
             assert public_key is not None
             key = SigningKey.load(public_key)
-        receipt = _open_ledger(_settings()).add_agency_key(code, key.public_bytes)
+        since = parse_time(valid_from, field="--valid-from") if valid_from else None
+        receipt = _open_ledger(_settings()).add_agency_key(code, key.public_bytes, valid_from=since)
         click.echo(json.dumps({"key_id": key.key_id, **receipt.to_json()}, ensure_ascii=False))
 
 
@@ -324,6 +334,24 @@ def prove_consistency(old: int, new: int) -> None:
     """Consistency proof between tree sizes OLD and NEW."""
     with _errors():
         click.echo(json.dumps(_open_ledger(_settings()).prove_consistency(old, new)))
+
+
+@log.command("erase")
+@click.option("--before", required=True, help="Erase payloads of provisions logged before this "
+              "RFC 3339 time (retention under the Act: 7 years).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def log_erase(before: str, yes: bool) -> None:
+    """Erase payloads (personal data) past retention; leaves, proofs and signatures stay valid."""
+    from ledger.encoding import parse_time
+    from ledger.retention import erase_payloads
+
+    with _errors():
+        cutoff = parse_time(before, field="--before")
+        if not yes:
+            click.confirm(f"erase every provision payload logged before {before}?", abort=True)
+        ledger = _open_ledger(_settings())
+        count = erase_payloads(ledger, cutoff)
+        click.echo(f"erased {count} payload(s)")
 
 
 @log.command("fsck")
