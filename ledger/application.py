@@ -412,7 +412,7 @@ class Ledger(Application[UUID]):
                    moment: datetime) -> _Checked:
         """Checks of a signed statement's content: commitment, parties, legal basis."""
         statement = submission["statement"]
-        verify_commitment(statement, submission["payload"], submission["salt"])
+        verify_commitment(statement, submission["payload"], submission["salt"], validated=True)
         submitter = statement["agency"]
         if submitter not in (payload.requester, payload.provider):
             raise SubmitterNotParty(

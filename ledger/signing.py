@@ -18,7 +18,14 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from ledger.encoding import b64decode, b64encode, canonical_json, format_time, now_utc
+from ledger.encoding import (
+    b64decode,
+    b64encode,
+    canonical_json,
+    canonical_json_validated,
+    format_time,
+    now_utc,
+)
 from ledger.errors import BadSignature, CommitmentMismatch, MalformedStatement
 from ledger.keys import SigningKey
 
@@ -28,9 +35,13 @@ SALT_BYTES = 32
 _COMMITMENT_DOMAIN = b"kiroku/commitment/v1\n"
 
 
-def commitment(payload: Any, salt: bytes) -> str:
-    """b64(SHA-256("kiroku/commitment/v1\\n" ‖ salt ‖ JCS(payload)))."""
-    return b64encode(hashlib.sha256(_COMMITMENT_DOMAIN + salt + canonical_json(payload)).digest())
+def commitment(payload: Any, salt: bytes, *, validated: bool = False) -> str:
+    """b64(SHA-256("kiroku/commitment/v1\\n" ‖ salt ‖ JCS(payload))).
+
+    ``validated``: the payload passed ledger.provision's checks (no floats, fixed ASCII keys).
+    """
+    encode = canonical_json_validated if validated else canonical_json
+    return b64encode(hashlib.sha256(_COMMITMENT_DOMAIN + salt + encode(payload)).digest())
 
 
 def sign_statement(
@@ -80,7 +91,7 @@ def check_shape(submission: Any) -> None:
         raise MalformedStatement(
             f"'statement' must have exactly the keys {sorted(STATEMENT_KEYS)}, got {got}"
         )
-    if envelope["v"] != STATEMENT_VERSION:
+    if type(envelope["v"]) is not int or envelope["v"] != STATEMENT_VERSION:
         raise MalformedStatement(f"statement version {envelope['v']!r} is not supported (use 1)")
     for field in ("kind", "agency", "key_id", "time", "commitment"):
         if not isinstance(envelope[field], str) or not envelope[field]:
@@ -93,7 +104,9 @@ def verify_signature(envelope: dict[str, Any], signature_b64: str, public_key: b
     """Raise BadSignature unless ``signature`` is the key's Ed25519 signature of JCS(envelope)."""
     signature = b64decode(signature_b64, field="signature", length=64)
     try:
-        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, canonical_json(envelope))
+        # The envelope passed check_shape: only strings and the integer version.
+        Ed25519PublicKey.from_public_bytes(public_key).verify(
+            signature, canonical_json_validated(envelope))
     except InvalidSignature:
         raise BadSignature(
             f"the signature does not verify with key {envelope.get('key_id')} of agency "
@@ -130,9 +143,10 @@ def verify_signatures(
     return list(_POOL.map(check, items, chunksize=64))
 
 
-def verify_commitment(envelope: dict[str, Any], payload: Any, salt_b64: str) -> None:
+def verify_commitment(envelope: dict[str, Any], payload: Any, salt_b64: str, *,
+                      validated: bool = False) -> None:
     salt = b64decode(salt_b64, field="salt", length=SALT_BYTES)
-    expected = commitment(payload, salt)
+    expected = commitment(payload, salt, validated=validated)
     if not hmac.compare_digest(expected, envelope["commitment"]):
         raise CommitmentMismatch(
             f"statement.commitment does not match the payload and salt: got "

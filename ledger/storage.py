@@ -30,7 +30,7 @@ from eventsourcing_sqlalchemy.recorders import SQLAlchemyApplicationRecorder
 from sqlalchemy import event, func, insert, select, tuple_
 from sqlalchemy.orm import Session
 
-from ledger.encoding import b64encode, canonical_json, format_time, now_utc
+from ledger.encoding import b64encode, canonical_json_validated, format_time, now_utc
 from ledger.merkle import NodeKey, append_nodes, frontier_keys, leaf_hash
 from ledger.schema import log_entry, merkle_node
 
@@ -149,7 +149,9 @@ class LogRecorder(SQLAlchemyApplicationRecorder):
         for offset, (stored, notification_id) in enumerate(zip(stored_events, notification_ids)):
             index = size + offset
             body = log_entries[offset] if log_entries is not None else _generic_entry(stored)
-            leaf = canonical_json(
+            # Leaf fields are strings and small integers with fixed ASCII keys (validated
+            # statements, or the generic entry): plain sorted json.dumps is their exact JCS.
+            leaf = canonical_json_validated(
                 {"logged_at": logged_at, **body, "index": index, "prev": b64encode(prev)}
             )
             digest = leaf_hash(leaf)
