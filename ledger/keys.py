@@ -75,7 +75,7 @@ class SigningKey:
 
     def save(self, path: Path) -> None:
         """Write the key so that only its owner can read it (mode 0600), atomically."""
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         tmp = path.with_suffix(path.suffix + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as handle:
