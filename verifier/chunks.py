@@ -5,8 +5,10 @@ position is a multiple of it, so the chunk's leaves form aligned perfect subtree
 Merkle tree (RFC 9162 §2.1.1) and the main process can fold them into its compact range.
 
 The worker only answers "clean" or "look here". It does not know the leaf hash before its first
-line nor key registrations in chunks still in flight, so the main process checks the chunk
-boundary, checks that no key the chunk used changed meanwhile, and re-runs any chunk that is not
+line, and its key snapshot is the main process's *forecast* of the registry at the chunk's start
+(registrations in chunks still in flight are foreseen by a cheap scan of their lines, see
+``export.py``). So the main process checks the chunk boundary, checks that every key the chunk
+used is the same in the forecast and in the real registry, and re-runs any chunk that is not
 plainly clean with the exact state in ``sequence.check_run``, which names the failure.
 """
 
@@ -48,7 +50,7 @@ class ChunkResult:
 
 def check_chunk(job: ChunkJob) -> ChunkResult:
     registry = KeyRegistry(job.operator_public_key)
-    registry.keys = {k: AgencyKey(v.public_key, v.valid_from, v.revoked_at) for k, v in job.keys.items()}
+    registry.keys = dict(job.keys)
     result = ChunkResult(job.start, job.count)
     lines = job.blob.split(b"\n") if job.count else []
     if len(lines) != job.count:

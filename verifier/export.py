@@ -31,7 +31,8 @@ from verifier.errors import (
     RootMismatch,
 )
 from verifier.note import NoteVerifier, parse_note
-from verifier.keys import KeyRegistry
+from verifier.entry import EntryProblem, parse_line
+from verifier.keys import AgencyKey, KeyProblem, KeyRegistry
 from verifier.sequence import Lookahead, LogState, check_run
 
 
@@ -81,8 +82,28 @@ def default_workers() -> int:
 class _Pending:
     start: int
     lines: list[bytes]
-    version: int
+    keys: dict[tuple[str, str], AgencyKey]  # the forecast the worker used
     future: Future[ChunkResult] | ChunkResult
+
+
+# Registration payloads carry these keys; lines containing them are parsed by the forecast.
+_REGISTRATION_MARKERS = (b'"valid_from"', b'"revoked_at"')
+
+
+def _forecast(forecast: KeyRegistry, lines: list[bytes]) -> None:
+    """Apply the key changes ``lines`` seem to make, so later chunks get a current snapshot.
+
+    Only a forecast: a line it misreads or misses (say, an escaped key name) just makes the
+    main process re-check the affected chunk in order, never a wrong verdict.
+    """
+    for line in lines:
+        if _REGISTRATION_MARKERS[0] in line or _REGISTRATION_MARKERS[1] in line:
+            try:
+                event = forecast.event_for(parse_line(line))
+            except (EntryProblem, KeyProblem):
+                continue
+            if event is not None:
+                forecast.apply(event)
 
 
 def verify_export(
@@ -151,6 +172,7 @@ def _run_chunks(
     chunk_size: int,
 ) -> None:
     registry = state.registry
+    forecast = registry.copy()
     pending: deque[_Pending] = deque()
     max_in_flight = 2 * workers + 2 if pool is not None else 1
     next_start = 0
@@ -162,13 +184,15 @@ def _run_chunks(
         if not chunk:
             exhausted = True
             return False
+        snapshot = dict(forecast.keys)
         job = ChunkJob(
-            next_start, b"\n".join(chunk), len(chunk), registry.keys,
+            next_start, b"\n".join(chunk), len(chunk), snapshot,
             registry.operator_public_key, check_signatures,
         )
         future: Future[ChunkResult] | ChunkResult
         future = pool.submit(check_chunk, job) if pool is not None else check_chunk(job)
-        pending.append(_Pending(next_start, chunk, registry.version, future))
+        pending.append(_Pending(next_start, chunk, snapshot, future))
+        _forecast(forecast, chunk)
         next_start += len(chunk)
         return len(chunk) == chunk_size
 
@@ -201,6 +225,12 @@ def _run_chunks(
                 check_signatures=check_signatures,
                 limit=len(item.lines),
             )
+        if pending and _forecast_drifted(pending, registry):
+            # The forecast went wrong (a registration it could not read): start it again from
+            # the real registry so that later chunks are not all re-checked in order.
+            forecast = registry.copy()
+            for waiting in pending:
+                _forecast(forecast, waiting.lines)
         if progress is not None:
             progress(state.position)
 
@@ -211,6 +241,11 @@ def _clean(result: ChunkResult, item: _Pending, state: LogState) -> bool:
         return False
     if result.start > 0 and result.first_prev != state.prev_for(0):
         return False
-    # Keys changed by chunks that were still in flight when this one was sent.
-    changed = set(state.registry.history[item.version:])
-    return not (changed & result.used_keys)
+    # Every key the worker relied on must be the same in its forecast and in the real registry.
+    real = state.registry.keys
+    return all(item.keys.get(k) == real.get(k) for k in result.used_keys)
+
+
+def _forecast_drifted(pending: deque[_Pending], registry: KeyRegistry) -> bool:
+    """Whether the forecast for the next pending chunk differs from the real registry now."""
+    return pending[0].keys != registry.keys

@@ -35,7 +35,7 @@ def statement_key_id(public_key: bytes) -> str:
     return hashlib.sha256(public_key).hexdigest()[:16]
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class AgencyKey:
     public_key: bytes
     valid_from: str
@@ -57,7 +57,7 @@ class KeyRegistry:
 
     def copy(self) -> KeyRegistry:
         clone = KeyRegistry(self.operator_public_key)
-        clone.keys = {k: AgencyKey(v.public_key, v.valid_from, v.revoked_at) for k, v in self.keys.items()}
+        clone.keys = dict(self.keys)  # AgencyKey is immutable
         clone.history = list(self.history)
         return clone
 
@@ -104,7 +104,7 @@ class KeyRegistry:
                 self.keys[(agency, key_id)] = AgencyKey(event[3], event[4])
         elif current is not None:
             if current.revoked_at is None or event[3] < current.revoked_at:
-                current.revoked_at = event[3]
+                self.keys[(agency, key_id)] = AgencyKey(current.public_key, current.valid_from, event[3])
         self.history.append((agency, key_id))
 
     def public_key_for(self, entry: Entry) -> bytes:
@@ -125,7 +125,7 @@ class KeyRegistry:
             raise KeyProblem(
                 f"no key {entry.key_id} was added for agency {entry.agency!r} before this entry"
             )
-        signed_at = time_key(entry.time)
+        signed_at = _instant(entry.time)
         if signed_at < key.valid_from:
             raise KeyProblem(
                 f"statement time {entry.time} is before key {entry.key_id}'s valid_from"
@@ -133,11 +133,16 @@ class KeyRegistry:
         if key.revoked_at is not None:
             if signed_at >= key.revoked_at:
                 raise KeyProblem(f"statement time {entry.time} is not before key {entry.key_id}'s revocation")
-            if time_key(entry.logged_at) >= key.revoked_at:
+            if _instant(entry.logged_at) >= key.revoked_at:
                 raise KeyProblem(
                     f"entry was logged at {entry.logged_at}, not before key {entry.key_id}'s revocation"
                 )
         return key.public_key
+
+
+def _instant(text: str) -> str:
+    """time_key() for a time the entry parser already validated (skips the pattern check)."""
+    return text[:19] + ".000000Z" if len(text) == 20 else text
 
 
 _KEY_CACHE: dict[bytes, Ed25519PublicKey] = {}

@@ -46,8 +46,19 @@ class CompactRange:
         self.size = 0
 
     def append(self, leaf_hash_: bytes) -> None:
-        """Add the next leaf, given by its leaf hash."""
-        self.append_subtree(leaf_hash_, 0)
+        """Add the next leaf, given by its leaf hash (the hot path of export checking)."""
+        heights, hashes = self._heights, self._hashes
+        size = self.size
+        self.size = size + 1
+        # The trailing one bits of the old size are the subtrees this leaf completes.
+        height = 0
+        while size & 1:
+            leaf_hash_ = _sha256(_NODE_PREFIX + hashes.pop() + leaf_hash_).digest()
+            heights.pop()
+            height += 1
+            size >>= 1
+        heights.append(height)
+        hashes.append(leaf_hash_)
 
     def append_subtree(self, subtree_root: bytes, height: int) -> None:
         """Add a perfect subtree of ``2**height`` leaves that starts at the current size.
