@@ -306,7 +306,10 @@ def log_export(out: Path | None, start: int, end: int | None) -> None:
             with click.progressbar(length=max(end - start, 0), label="exporting", file=sys.stderr,
                                    ) as bar:
                 for line in ledger.export(start, end):
-                    handle.write(json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n")
+                    # Canonical (sorted, compact) lines let verifiers hash payloads straight
+                    # from the text instead of re-serialising them.
+                    handle.write(json.dumps(line, ensure_ascii=False, sort_keys=True,
+                                            separators=(",", ":")) + "\n")
                     bar.update(1)
         finally:
             if out:
