@@ -61,13 +61,18 @@ def _emit_json(report: dict[str, Any]) -> None:
     print(json.dumps(report, ensure_ascii=False, indent=2))
 
 
+def _human(line: str, as_json: bool) -> None:
+    """The one human-readable line; with --json, stdout carries only the JSON report."""
+    print(line, file=sys.stderr if as_json else sys.stdout)
+
+
 def _report_error(exc: VerificationError, as_json: bool, base: dict[str, Any]) -> int:
     if isinstance(exc, UnusableInput):
         print(f"error: {exc}", file=sys.stderr)
         if as_json:
             _emit_json({**base, "ok": False, "error": {"kind": exc.kind, "message": str(exc)}})
         return EXIT_UNUSABLE
-    print(_fail_line(exc))
+    _human(_fail_line(exc), as_json)
     if as_json:
         _emit_json({**base, "ok": False,
                     "failure": {"index": exc.index, "kind": exc.kind, "message": str(exc)}})
@@ -102,7 +107,7 @@ def export_command(
     except VerificationError as exc:
         return _report_error(exc, as_json, base)
     what = "signatures checked" if signatures else "signatures NOT checked"
-    print(f"OK {report.entries} entries verified against checkpoint {cp.origin} size {cp.size} ({what})")
+    _human(f"OK {report.entries} entries verified against checkpoint {cp.origin} size {cp.size} ({what})", as_json)
     if as_json:
         _emit_json({**base, "ok": True, "entries": report.entries, "checkpoint": {
             "origin": cp.origin, "size": cp.size, "root": cp.root.hex()}, "failure": None})
@@ -131,7 +136,7 @@ def inclusion_command(proof: str, checkpoint: str, vkey: str, *, leaf: str | Non
         verify_inclusion(parsed.leaf_hash, parsed.leaf_index, cp.size, parsed.proof, cp.root)
     except VerificationError as exc:
         return _report_error(exc, as_json, base)
-    print(f"OK leaf {parsed.leaf_index} is in {cp.origin} at size {cp.size}")
+    _human(f"OK leaf {parsed.leaf_index} is in {cp.origin} at size {cp.size}", as_json)
     if as_json:
         _emit_json({**base, "ok": True, "leaf_index": parsed.leaf_index, "tree_size": cp.size})
     return EXIT_OK
@@ -148,7 +153,7 @@ def consistency_command(proof: str, old: str, new: str, vkey: str, *, as_json: b
         verify_extends(old_cp, new_cp, parsed)
     except VerificationError as exc:
         return _report_error(exc, as_json, base)
-    print(f"OK size {new_cp.size} extends size {old_cp.size} of {new_cp.origin}")
+    _human(f"OK size {new_cp.size} extends size {old_cp.size} of {new_cp.origin}", as_json)
     if as_json:
         _emit_json({**base, "ok": True, "old_size": old_cp.size, "new_size": new_cp.size})
     return EXIT_OK

@@ -38,7 +38,8 @@ LEAF_KEYS = frozenset(
 )
 STATEMENT_KEYS = ("agency", "commitment", "key_id", "kind", "time", "v")  # JCS key order
 KINDS = frozenset(
-    {"catalog.loaded", "agency.registered", "agency.key_added", "agency.key_revoked", "provision"}
+    {"catalog.loaded", "catalog.replaced", "agency.registered", "agency.key_added",
+     "agency.key_revoked", "provision"}
 )
 REGISTRATION_KINDS = frozenset({"agency.key_added", "agency.key_revoked"})
 OPERATOR = "operator"
@@ -51,7 +52,7 @@ _B64SIG = rb"[A-Za-z0-9+/]{85}[AQgw]=="  # canonical base64 of 64 bytes
 _TIME = TIME_PATTERN.encode()
 _FAST_LEAF = re.compile(
     rb'\{"agency":"([0-9A-Za-z._-]{1,64})","commitment":"(' + _B32 + rb')","index":(0|[1-9][0-9]{0,15})'
-    rb',"key_id":"([0-9a-f]{16})","kind":"(provision|catalog\.loaded|agency\.registered'
+    rb',"key_id":"([0-9a-f]{16})","kind":"(provision|catalog\.loaded|catalog\.replaced|agency\.registered'
     rb'|agency\.key_added|agency\.key_revoked)","logged_at":"(' + _TIME + rb')","prev":"('
     + _B32 + rb')","signature":"(' + _B64SIG + rb')","time":"(' + _TIME + rb')","v":1\}'
 )

@@ -19,7 +19,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from verifier.encoding import b64decode, time_key
 from verifier.entry import OPERATOR, Entry
 
-OPERATOR_KINDS = frozenset({"catalog.loaded", "agency.registered", "agency.key_added", "agency.key_revoked"})
+OPERATOR_KINDS = frozenset(
+    {"catalog.loaded", "catalog.replaced", "agency.registered", "agency.key_added",
+     "agency.key_revoked"}
+)
 
 # ("add", agency, key_id, public_key, valid_from) or ("revoke", agency, key_id, revoked_at); times
 # are time_key() strings so they compare as instants.

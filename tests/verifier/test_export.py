@@ -193,11 +193,10 @@ def test_cli_ok(files: dict[str, str], capsys: pytest.CaptureFixture[str]) -> No
 
 def test_cli_failure_names_index_and_kind(files: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
     code = main([files["bad.jsonl"], "--checkpoint", files["checkpoint"], "--vkey", files["vkey"], "--json"])
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
     assert code == 1
-    first, rest = out.split("\n", 1)
-    assert first.startswith("FAIL index 10: entries-reordered:")
-    report = json.loads(rest)
+    assert captured.err.startswith("FAIL index 10: entries-reordered:")
+    report = json.loads(captured.out)  # with --json, stdout is only the JSON report
     assert report["failure"]["index"] == 10 and report["failure"]["kind"] == "entries-reordered"
 
 
