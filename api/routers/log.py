@@ -1,0 +1,95 @@
+"""The log itself, for auditors, witnesses, monitors and anyone verifying.
+
+Public (no credential): checkpoints, checkpoint history, inclusion and consistency proofs and the
+operator's vkey. They carry hashes, sizes and signatures only, never personal data, and a
+transparency log is only useful if anyone can check it. Auditors only: entries (the export
+format), because export lines carry payloads — residents' pseudonyms and what was provided.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import PlainTextResponse, StreamingResponse
+
+from api import problems
+from api.deps import AuditorDep, LedgerDep
+from api.errors import InvalidParameter, ResourceNotFound
+from api.models import CheckpointList, ConsistencyProof, InclusionProof, LogInfo
+
+router = APIRouter(prefix="/v1/log", tags=["log"])
+
+MAX_EXPORT_SPAN = 1_000_000
+
+
+@router.get("", response_model=LogInfo, summary="Origin, operator vkey and current size")
+def info(ledger: LedgerDep) -> dict[str, Any]:
+    return {"origin": ledger.origin, "vkey": ledger.vkey, "tree_size": ledger.tree_size()}
+
+
+@router.get("/checkpoint", response_class=PlainTextResponse,
+            responses={200: {"content": {"text/plain": {"example": "kiroku.local/log\n1042\n"
+                                                          "base64root=\n\n— kiroku.local/log "
+                                                          "sig\n"}}},
+                       **problems.responses(404)},
+            summary="The latest signed checkpoint (C2SP tlog-checkpoint signed note)")
+def checkpoint(ledger: LedgerDep) -> PlainTextResponse:
+    latest = ledger.latest_checkpoint()
+    if latest is None:
+        raise ResourceNotFound("no checkpoint has been signed yet")
+    return PlainTextResponse(latest.note, media_type="text/plain; charset=utf-8")
+
+
+@router.get("/checkpoints", response_model=CheckpointList,
+            summary="Checkpoint history, newest first")
+def checkpoints(ledger: LedgerDep,
+                limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
+    return {"checkpoints": ledger.list_checkpoints(limit)}
+
+
+@router.get("/proof/inclusion", response_model=InclusionProof,
+            responses=problems.responses(400), summary="RFC 9162 inclusion proof")
+def proof_inclusion(ledger: LedgerDep,
+                    index: Annotated[int, Query(ge=0, le=2**62, description="0-based leaf index")],
+                    size: Annotated[int | None, Query(ge=1, le=2**62, description="Tree size "
+                                                      "(default: the current size)")] = None,
+                    ) -> dict[str, Any]:
+    return ledger.prove_inclusion(index, size)
+
+
+@router.get("/proof/consistency", response_model=ConsistencyProof,
+            responses=problems.responses(400), summary="RFC 9162 consistency proof")
+def proof_consistency(ledger: LedgerDep,
+                      old: Annotated[int, Query(ge=1, le=2**62)],
+                      new: Annotated[int | None, Query(ge=1, le=2**62)] = None,
+                      ) -> dict[str, Any]:
+    return ledger.prove_consistency(old, new)
+
+
+@router.get("/entries", response_class=StreamingResponse,
+            responses={200: {"description": "JSON Lines, one export line per entry "
+                             "(docs/log-format.md, 'Export')",
+                             "content": {"application/jsonl": {"example":
+                                         '{"index":0,"leaf":"…","leaf_hash":"…","payload":{…},'
+                                         '"salt":"…","erased":false}\n'}}},
+                       **problems.responses(400, 401, 403)},
+            summary="Entries start..end (exclusive), streamed as `kiroku log export` writes them")
+def entries(ledger: LedgerDep, _auditor: AuditorDep,
+            start: Annotated[int, Query(ge=0, le=2**62)] = 0,
+            end: Annotated[int | None, Query(ge=0, le=2**62)] = None) -> StreamingResponse:
+    size = ledger.tree_size()
+    end = size if end is None else end
+    if not start <= end <= size:
+        raise InvalidParameter(f"need 0 <= start <= end <= {size}, got start={start} end={end}")
+    if end - start > MAX_EXPORT_SPAN:
+        raise InvalidParameter(f"at most {MAX_EXPORT_SPAN} entries per request")
+
+    def lines() -> Iterator[bytes]:
+        for line in ledger.export(start, end):
+            yield (json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+
+    return StreamingResponse(lines(), media_type="application/jsonl",
+                             headers={"X-Kiroku-Tree-Size": str(size)})

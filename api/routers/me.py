@@ -1,0 +1,82 @@
+"""A resident reads "who provided what about me, and why" — their own records only.
+
+The subject is never taken from the request: it comes from the session (certificate → pseudonym),
+so no parameter can name another resident. Records under non-disclosure (不開示) never appear:
+the projection leaves them out.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Query
+
+from api import problems
+from api.deps import ResidentDep, ServicesDep
+from api.errors import InvalidParameter, ResourceNotFound, Unavailable
+from api.models import RecordDetail, RecordPage
+
+router = APIRouter(prefix="/v1/me", tags=["residents"])
+
+
+def _records(services: ServicesDep) -> Any:
+    if services.projections.residents is None:
+        raise Unavailable("the resident view (projections) is not installed")
+    return services.projections.residents
+
+
+@router.get("/provisions", response_model=RecordPage,
+            responses=problems.responses(400, 401, 403, 503),
+            summary="My provision records (newest first)")
+def list_provisions(
+    resident: ResidentDep, services: ServicesDep,
+    since: Annotated[datetime | None, Query(description="Records provided or requested at or "
+                                            "after this time (RFC 3339)")] = None,
+    until: Annotated[datetime | None, Query(description="… and before this time")] = None,
+    agency: Annotated[str | None, Query(max_length=64,
+                                        description="Requester or provider code")] = None,
+    affair: Annotated[str | None, Query(max_length=64, description="Affair id")] = None,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> dict[str, Any]:
+    """Each record names the requester and provider, the affair and the items with Japanese and
+    English labels (``ja``, ``en``), the legal basis, the times and the outcome."""
+    for name, moment in (("since", since), ("until", until)):
+        if moment is not None and moment.tzinfo is None:
+            raise InvalidParameter(f"{name} needs a UTC offset, e.g. 2026-06-01T00:00:00Z")
+    try:
+        page = _records(services).list(resident.subject, since=since, until=until,
+                                       agency=agency, affair=affair, cursor=cursor, limit=limit)
+    except ValueError as exc:
+        raise InvalidParameter(str(exc)) from None
+    return {"items": [item.to_json() for item in page.items], "next_cursor": page.next_cursor,
+            "as_of": getattr(page, "as_of", None)}
+
+
+@router.get("/provisions/{provision_id}", response_model=RecordDetail,
+            responses=problems.responses(400, 401, 403, 404, 503),
+            summary="One of my records, with what I need to verify it")
+def get_provision(provision_id: UUID, resident: ResidentDep, services: ServicesDep
+                  ) -> dict[str, Any]:
+    """The record, its exact leaf, payload and salt, and an inclusion proof against the latest
+    signed checkpoint, so the resident can check it offline with nothing but the operator's
+    ``vkey`` (kiroku.client does: ``verify_record``)."""
+    record = _records(services).get(resident.subject, provision_id)
+    if record is None:
+        raise ResourceNotFound(f"you have no record {provision_id}")
+    ledger = services.ledger
+    line = next(iter(ledger.export(record.index, record.index + 1)), None)
+    payload = line["payload"] if line else None
+    if line is None or (payload is not None and payload.get("subject") != resident.subject):
+        raise ResourceNotFound(f"you have no record {provision_id}")
+    checkpoint = ledger.latest_checkpoint()
+    inclusion = None
+    if checkpoint is not None and checkpoint.size > record.index:
+        inclusion = ledger.prove_inclusion(record.index, checkpoint.size)
+    return {"record": record.to_json(), "leaf": line["leaf"], "leaf_hash": line["leaf_hash"],
+            "payload": payload, "salt": line["salt"],
+            "checkpoint": checkpoint.note if checkpoint and inclusion else None,
+            "inclusion": inclusion,
+            "vkey": ledger.vkey}

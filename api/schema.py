@@ -1,0 +1,25 @@
+"""The service's one table beside the ledger's: which resident certificate belongs to whom.
+
+Alembic owns it (migrations/versions/0003_api.py). The mapping is held by the log operator, the
+way J-LIS holds the link between a JPKI user certificate's serial number and the person: the
+certificate itself carries no My Number and no pseudonym.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Column, Index, MetaData, Table, Text
+
+metadata = MetaData()
+
+#: One row per registered resident certificate (by SHA-256 fingerprint of its DER bytes).
+resident_credential = Table(
+    "kiroku_resident_credential",
+    metadata,
+    Column("cert_sha256", Text, primary_key=True),
+    Column("issuer", Text, nullable=False),
+    Column("serial", Text, nullable=False),
+    Column("subject", Text, nullable=False),  # the resident's pseudonym in the log
+    Column("registered_at", Text, nullable=False),
+    Column("revoked_at", Text, nullable=True),
+    Index("kiroku_resident_credential_subject_idx", "subject"),
+)

@@ -1,0 +1,82 @@
+"""Running the service: ``kiroku serve`` and ``kiroku demo`` (uvicorn)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from api.settings import ApiSettings
+
+
+def check_settings() -> ApiSettings:
+    """Settings from the environment, so a bad configuration fails once, before any worker."""
+    return ApiSettings()
+
+
+def run(host: str, port: int, workers: int, *, log_level: str = "info") -> None:
+    import uvicorn
+
+    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Workers write their counters here so that /metrics on any worker shows the sum.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="kiroku-metrics-")
+    uvicorn.run("api.app:app_from_env", factory=True, host=host, port=port, workers=workers,
+                log_level=log_level, proxy_headers=False, server_header=False)
+
+
+def _cmd() -> str:
+    argv0 = sys.argv[0] if sys.argv else "kiroku"
+    return argv0 if Path(argv0).name == "kiroku" else "kiroku"
+
+
+def demo_banner(url: str, creds: Any, agency_keys: list[tuple[str, Path]], vkey: str) -> str:
+    kiroku = _cmd()
+    lines = [
+        "",
+        f"kiroku API  {url}    (OpenAPI: {url}/docs, problems: RFC 9457)",
+        f"  anyone:    curl {url}/v1/log/checkpoint",
+        f"  operator vkey: {vkey}",
+        "",
+        f"residents (JPKI-like TEST certificates from the demo CA {creds.ca}):",
+    ]
+    for number, resident in enumerate(creds.residents, 1):
+        lines += [
+            f"  {number}. pseudonym {resident.subject}: {resident.records} visible record(s)",
+            f"     certificate {resident.certificate}",
+            f"     private key {resident.key}",
+            (f"     {kiroku} client --url {url} resident --cert {resident.certificate} "
+            f"--key {resident.key} list"),
+        ]
+    lines += [
+        "",
+        f"auditor '{creds.auditor_name}', Ed25519 key {creds.auditor_key}:",
+        (f"  {kiroku} client --url {url} auditor --name {creds.auditor_name} --key "
+        f"{creds.auditor_key} '/v1/log/entries?start=0&end=3'"),
+    ]
+    for code, path in agency_keys[:2]:
+        lines += [f"agency {code}, statement key {path}:",
+                  (f"  {kiroku} client --url {url} agency --name {code} --key {path} "
+                  f"/v1/agencies/{code}/report")]
+    lines += ["", "Ctrl-C stops the service; the data stays in $KIROKU_HOME.", ""]
+    return "\n".join(lines)
+
+
+def prepare_demo(ledger: Any, population: list[str], residents: int = 3) -> tuple[Any, list[tuple[str, Path]]]:
+    """Demo credentials (test CA, residents, auditor) and the views brought up to date."""
+    from api.demo import ensure_demo_credentials
+    from ledger.demo import agency_key_path
+
+    os.environ["KIROKU_DEMO"] = "1"
+    settings = ApiSettings()
+    try:
+        from projections.runner import catch_up
+
+        catch_up(ledger)
+    except ImportError:
+        pass
+    creds = ensure_demo_credentials(settings, ledger, population, residents)
+    codes = sorted(ledger.registry.agencies)
+    keys = [(c, agency_key_path(ledger.settings.key_dir, c)) for c in codes]
+    return creds, [(c, p) for c, p in keys if p.exists()]
