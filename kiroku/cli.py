@@ -131,8 +131,13 @@ def init() -> None:
 @click.option("--provisions", "-n", default=1000, show_default=True, help="Provisions to append.")
 @click.option("--seed", default=1, show_default=True, help="Seed of the synthetic data.")
 @click.option("--residents", default=2000, show_default=True, help="Size of the population.")
-def demo(provisions: int, seed: int, residents: int) -> None:
-    """Register real-looking agencies, then append N signed provisions (N more on every run)."""
+@click.option("--serve/--no-serve", default=True, show_default=True,
+              help="Then serve the API with demo credentials (printed) until Ctrl-C.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to serve on.")
+@click.option("--port", default=8000, show_default=True, help="Port to serve on.")
+def demo(provisions: int, seed: int, residents: int, serve: bool, host: str, port: int) -> None:
+    """Register real-looking agencies, append N signed provisions (N more on every run), then
+    serve the API with a test resident CA, demo residents' certificates and an auditor key."""
     from ledger.catalog import load_catalog
     from ledger.db import upgrade
     from ledger.demo import run_demo
@@ -155,7 +160,17 @@ def demo(provisions: int, seed: int, residents: int) -> None:
         click.echo(f"operator vkey: {ledger.vkey}")
         if checkpoint is not None:
             click.echo("latest checkpoint:\n" + checkpoint.note)
+        if serve:
+            from api.serve import demo_banner, prepare_demo
+
+            creds, agency_keys = prepare_demo(ledger, result.residents)
+            banner = demo_banner(f"http://{host}:{port}", creds, agency_keys, ledger.vkey)
         ledger.close()
+    if serve:
+        from api.serve import run
+
+        click.echo(banner)
+        run(host, port, workers=1)
 
 
 # -- agencies ---------------------------------------------------------------------------------
@@ -373,6 +388,38 @@ def log_fsck() -> None:
         click.echo(f"ok: {ledger.tree_size()} entries, chain and tree intact")
 
 
+# -- the service ------------------------------------------------------------------------------
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, help="Port to listen on.")
+@click.option("--workers", default=1, show_default=True, help="Worker processes (uvicorn).")
+def serve(host: str, port: int, workers: int) -> None:
+    """Serve the HTTP API (docs/api.md). Outside demo mode (KIROKU_DEMO=1) it refuses to start
+    without KIROKU_SESSION_SECRET, KIROKU_RESIDENT_CA and KIROKU_AUDITOR_KEYS."""
+    from pydantic import ValidationError
+
+    from api.serve import check_settings, run
+
+    try:
+        check_settings()
+    except ValidationError as exc:
+        _fail("; ".join(str(e["msg"]) for e in exc.errors()), EXIT_UNUSABLE)
+    settings = _settings()
+    with _errors():
+        _open_ledger(settings).close()  # schema present, key readable, checkpoint re-verified
+    run(host, port, workers)
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
+                                "help_option_names": []}, add_help_option=False)
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def client(args: tuple[str, ...]) -> None:
+    """Call the API as a resident, an agency or an auditor (see 'kiroku client --help')."""
+    from kiroku.client import main as client_main
+
+    sys.exit(client_main(list(args)))
+
+
 # -- independent verification -----------------------------------------------------------------
 _PASSTHROUGH = {"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []}
 
@@ -393,3 +440,4 @@ def monitor(args: tuple[str, ...]) -> None:
     from verifier.cli import main as verifier_main
 
     sys.exit(verifier_main(["monitor", *args]))
+
