@@ -1,0 +1,264 @@
+"""HTTP benchmark of the service: appends per second and latency over loopback, 2 workers.
+
+    python bench/bench_api.py [--seconds 10] [--concurrency 32] [--entries 1000000]
+
+Starts ``kiroku serve --workers 2`` on 127.0.0.1 (only) over a fresh SQLite database under a
+temporary $KIROKU_HOME, then measures, each phase bounded in requests and time:
+
+1. single-statement appends (POST /v1/provisions) from N concurrent clients;
+2. batches (POST /v1/provisions/batch, 500 statements each);
+3. the baseline, in the same run: the same single statements appended in-process through
+   ``Ledger.append`` from N threads (no HTTP), so the HTTP cost is visible;
+4. resident list latency (GET /v1/me/provisions) with the log grown to ``--entries`` entries
+   (bulk-loaded in-process in batches first; 1M takes a while, use --entries to shrink).
+
+Statements are signed before timing starts. Prints medians of per-second rates and p50/p99.
+Targets (issue 4): >= 1,000 single appends/s, >= 4,000 statements/s in batches, list p99 <= 50 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+HOST = "127.0.0.1"
+
+
+def _pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] if ordered else float("nan")
+
+
+def _prepare(home: Path, entries: int) -> tuple[Any, dict[str, Any], list[str], Any]:
+    """Schema, catalog, demo agencies, resident credentials; bulk-load ``entries`` entries."""
+    os.environ["KIROKU_HOME"] = str(home)
+    os.environ["KIROKU_DEMO"] = "1"
+    from api.demo import ensure_demo_credentials
+    from api.settings import ApiSettings
+    from ledger.application import Ledger
+    from ledger.config import Settings
+    from ledger.db import upgrade
+    from ledger.demo import run_demo
+    from ledger.demo_data import demo_residents
+    from ledger.keys import load_or_create
+
+    settings = Settings.from_env()
+    key, _ = load_or_create(settings.operator_key_path)
+    upgrade(settings.database_url)
+    ledger = Ledger(settings, key)
+    started = time.perf_counter()
+    # Few residents so each has many records: the list query must page through real data.
+    residents = 20_000
+    step = 50_000
+    while ledger.tree_size() < entries:
+        run_demo(ledger, provisions=min(step, entries - ledger.tree_size()), seed=7,
+                 residents=residents)
+        print(f"  loaded {ledger.tree_size()} entries ({time.perf_counter() - started:.0f} s)",
+              file=sys.stderr)
+    if entries == 0:
+        run_demo(ledger, provisions=10, seed=7, residents=residents)
+    try:
+        from projections.runner import catch_up
+
+        t = time.perf_counter()
+        catch_up(ledger)
+        print(f"  projections caught up in {time.perf_counter() - t:.0f} s", file=sys.stderr)
+    except ImportError:
+        pass
+    population = demo_residents(7, residents)
+    creds = ensure_demo_credentials(ApiSettings(), ledger, population, 5)
+    from ledger.demo import ensure_agencies
+
+    _agencies, keys = ensure_agencies(ledger)
+    return ledger, keys, population, creds
+
+
+def _statements(ledger: Any, keys: dict[str, Any], n: int, tag: str) -> list[dict[str, Any]]:
+    from ledger.demo import ensure_agencies, signed_provisions
+    from ledger.demo_data import demo_residents
+
+    agencies, _ = ensure_agencies(ledger)
+    out = list(signed_provisions(ledger, agencies, keys, demo_residents(tag, 5000), n,
+                                 seed=len(tag)))
+    # request ids derive from the tree size at generation time: make them unique per phase
+    for i, s in enumerate(out):
+        s["payload"]["request_id"] += f"-{tag}-{i}"
+    from ledger.signing import sign_statement
+
+    return [sign_statement(s["payload"], kind="provision", agency=s["statement"]["agency"],
+                           key=keys[s["statement"]["agency"]],
+                           time=_time(s["statement"]["time"])) for s in out]
+
+
+def _time(text: str) -> Any:
+    from ledger.encoding import parse_time
+
+    return parse_time(text, field="time")
+
+
+def _load(url: str, method: str, path: str, bodies: list[Any], concurrency: int,
+          seconds: float, headers: Any = None) -> tuple[list[float], int, float]:
+    """Send bodies (or ``len(bodies)`` GETs) over ``concurrency`` keep-alive connections.
+
+    A minimal asyncio HTTP/1.1 client: with client and server sharing two cores, a full HTTP
+    library in the load generator would measure itself rather than the service.
+    """
+    import asyncio
+    import json as jsonlib
+
+    host, port = url.removeprefix("http://").split(":")
+    encoded = [jsonlib.dumps(b).encode() if b is not None else b"" for b in bodies]
+    latencies: list[float] = []
+    errors = 0
+    cursor = iter(range(len(encoded)))
+
+    async def worker(deadline: float) -> None:
+        nonlocal errors
+        reader, writer = await asyncio.open_connection(host, int(port))
+        try:
+            while time.monotonic() < deadline:
+                i = next(cursor, None)
+                if i is None:
+                    return
+                body = encoded[i]
+                extra = headers() if callable(headers) else (headers or {})
+                head = [f"{method} {path} HTTP/1.1", f"Host: {host}",
+                        f"Content-Length: {len(body)}", "Content-Type: application/json",
+                        *(f"{k}: {v}" for k, v in extra.items())]
+                t = time.perf_counter()
+                writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
+                status_line = await reader.readline()
+                length = 0
+                while (line := await reader.readline()) not in (b"\r\n", b""):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                await reader.readexactly(length)
+                latencies.append(time.perf_counter() - t)
+                if int(status_line.split()[1]) >= 300:
+                    errors += 1
+        finally:
+            writer.close()
+
+    async def run() -> float:
+        started = time.perf_counter()
+        deadline = time.monotonic() + seconds
+        await asyncio.gather(*(worker(deadline) for _ in range(concurrency)))
+        return time.perf_counter() - started
+
+    duration = asyncio.run(run())
+    return latencies, errors, duration
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="bound per phase")
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--singles", type=int, default=8000)
+    parser.add_argument("--batches", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--entries", type=int, default=1_000_000,
+                        help="log size for the resident list phase")
+    parser.add_argument("--port", type=int, default=8799)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--database-url", help="PostgreSQL instead of SQLite")
+    args = parser.parse_args()
+
+    home = Path(tempfile.mkdtemp(prefix="kiroku-bench-api-"))
+    if args.database_url:
+        os.environ["KIROKU_DATABASE_URL"] = args.database_url
+    server = None
+    try:
+        print(f"preparing {args.entries} entries in {home}", file=sys.stderr)
+        ledger, keys, _population, creds = _prepare(home, args.entries)
+        singles = _statements(ledger, keys, args.singles, "single")
+        batches_flat = _statements(ledger, keys, args.batches * args.batch_size, "batch")
+        batches = [batches_flat[i:i + args.batch_size]
+                   for i in range(0, len(batches_flat), args.batch_size)]
+        baseline = _statements(ledger, keys, min(args.singles, 4000), "baseline")
+        size_before = ledger.tree_size()
+
+        # Baseline in the same run: in-process Ledger.append from the same number of threads.
+        t = time.perf_counter()
+        with ThreadPoolExecutor(args.concurrency) as pool:
+            list(pool.map(ledger.append, baseline))
+        base_rate = len(baseline) / (time.perf_counter() - t)
+        ledger.close()
+
+        env = dict(os.environ, KIROKU_HOME=str(home), KIROKU_DEMO="1")
+        server = subprocess.Popen(
+            [sys.executable, "-m", "kiroku", "serve", "--host", HOST, "--port", str(args.port),
+             "--workers", str(args.workers)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        url = f"http://{HOST}:{args.port}"
+        for _ in range(300):
+            try:
+                if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        else:
+            raise SystemExit("the server did not come up")
+
+        lat, err, dur = _load(url, "POST", "/v1/provisions", singles, args.concurrency,
+                              args.seconds)
+        single_rate = len(lat) / dur
+        print(f"single appends: {len(lat)} in {dur:.1f} s = {single_rate:.0f}/s, "
+              f"p50 {_pct(lat, 50) * 1000:.1f} ms, p99 {_pct(lat, 99) * 1000:.1f} ms, "
+              f"errors {err}")
+        print(f"  baseline, in-process Ledger.append x{args.concurrency} threads: "
+              f"{base_rate:.0f}/s")
+
+        lat_b, err_b, dur_b = _load(url, "POST", "/v1/provisions/batch", batches,
+                                    min(4, args.concurrency), args.seconds * 3)
+        batch_rate = len(lat_b) * args.batch_size / dur_b
+        print(f"batches of {args.batch_size}: {len(lat_b)} in {dur_b:.1f} s = "
+              f"{batch_rate:.0f} statements/s, p50 {_pct(lat_b, 50) * 1000:.0f} ms, "
+              f"p99 {_pct(lat_b, 99) * 1000:.0f} ms, errors {err_b}")
+
+        # Resident list: log in as the demo residents with the most records.
+        from kiroku.client import ResidentClient
+
+        tokens = []
+        for resident in creds.residents:
+            client = ResidentClient(url)
+            client.login_files(resident.certificate, resident.key)
+            tokens.append(client.token)
+        counter = iter(range(10**9))
+        lock = threading.Lock()
+
+        def auth() -> dict[str, str]:
+            with lock:
+                i = next(counter)
+            return {"Authorization": f"Bearer {tokens[i % len(tokens)]}"}
+
+        n_lists = 3000
+        lat_l, err_l, _dur_l = _load(url, "GET", "/v1/me/provisions?limit=50", [None] * n_lists,
+                                    8, args.seconds, headers=auth)
+        print(f"resident list (log of {size_before} entries, residents with "
+              f"{min(r.records for r in creds.residents)}+ records): {len(lat_l)} requests, "
+              f"p50 {_pct(lat_l, 50) * 1000:.1f} ms, p99 {_pct(lat_l, 99) * 1000:.1f} ms, "
+              f"errors {err_l}")
+        return 0
+    finally:
+        if server is not None:
+            server.terminate()
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
