@@ -1,0 +1,106 @@
+"""Provision entries, decoded straight from the stored event state.
+
+The Ledger's mapper would rebuild a full domain event per notification (topic resolution,
+transcoding, object construction); the views only need the payload and ``logged_at``, which the
+JSON transcoder stores as plain JSON. Decoding the state directly is several times faster
+(bench/bench_projections.py measures both), which is what lets a rebuild keep up with 20,000
+entries a second. ``fact_from_event`` gives the same result from a domain event, for callers
+that already hold one.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.utils import get_topic
+
+from ledger.domain import Provision
+
+PROVISION_TOPIC = get_topic(Provision.Recorded)
+JST = timedelta(hours=9)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+
+
+@dataclass(frozen=True, slots=True)
+class ProvisionFact:
+    """What a provision entry says, with its log position. Times in µs since the epoch (UTC)."""
+
+    index: int
+    notification_id: int
+    id: UUID
+    submitter: str
+    subject: str
+    requester: str
+    provider: str
+    basis: str
+    affair: str
+    items: tuple[str, ...]
+    requested_at: int
+    provided_at: int | None
+    outcome: str
+    reason: str | None
+    non_disclosure: bool
+    operator: str
+
+
+def micros(text: str) -> int:
+    """RFC 3339 UTC time → integer microseconds since the epoch."""
+    return (datetime.fromisoformat(text) - _EPOCH) // _US
+
+
+def from_micros(value: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=value)
+
+
+def format_micros(value: int) -> str:
+    moment = from_micros(value)
+    if moment.microsecond:
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def month_jst(value: int) -> str:
+    """'YYYY-MM' of the Japan Standard Time month (agencies report by the JST calendar)."""
+    return (from_micros(value) + JST).strftime("%Y-%m")
+
+
+def decode_state(notification_id: int, index: int, originator_id: UUID, state: bytes
+                 ) -> ProvisionFact | None:
+    """The fact of a ``Provision.Recorded`` state; None once its payload was erased."""
+    fields = json.loads(state)
+    return _fact(notification_id, index, originator_id, fields["statement"], fields["payload"])
+
+
+def fact_from_event(event: Provision.Recorded, notification_id: int, index: int
+                    ) -> ProvisionFact | None:
+    return _fact(notification_id, index, event.originator_id, event.statement, event.payload)
+
+
+def _fact(notification_id: int, index: int, originator_id: UUID, statement: dict[str, Any],
+          payload: dict[str, Any] | None) -> ProvisionFact | None:
+    if payload is None:  # erased at the end of retention: nothing left to show or count
+        return None
+    provided_at = payload.get("provided_at")
+    return ProvisionFact(
+        index=index,
+        notification_id=notification_id,
+        id=originator_id,
+        submitter=statement["agency"],
+        subject=payload["subject"],
+        requester=payload["requester"],
+        provider=payload["provider"],
+        basis=payload["basis"],
+        affair=payload["affair"],
+        items=tuple(payload["items"]),
+        requested_at=micros(payload["requested_at"]),
+        provided_at=micros(provided_at) if provided_at else None,
+        outcome=payload["outcome"],
+        reason=payload.get("reason"),
+        non_disclosure=bool(payload.get("non_disclosure", False)),
+        operator=payload.get("operator") or "",
+    )

@@ -1,0 +1,157 @@
+"""Where the views live: the ledger's own database, through a datastore of their own.
+
+Durability and concurrency: every batch of view rows is written in ONE transaction together with
+the projection's tracking record (its last processed notification id). The tracking record is
+advanced by compare-and-set under a row lock (``SELECT … FOR UPDATE`` on PostgreSQL; SQLite
+write transactions start with ``BEGIN IMMEDIATE``), so when two runners race for the same batch,
+exactly one commits and the other's transaction rolls back with ``IntegrityError``: no row is ever
+counted twice, and a runner killed mid-batch leaves nothing behind (its transaction never
+committed). Readers never block the ledger's writers (WAL on SQLite, MVCC on PostgreSQL).
+
+The views use their own engine rather than the ledger's so that a view write never takes the
+ledger's write lock (``LOCK TABLE … EXCLUSIVE`` on PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import warnings
+from collections.abc import Iterator
+from typing import Any
+
+from eventsourcing.persistence import IntegrityError, Tracking
+from eventsourcing_sqlalchemy.datastore import SQLAlchemyDatastore
+from eventsourcing_sqlalchemy.recorders import SQLAlchemyTrackingRecorder
+from sqlalchemy import event, insert, inspect, select, update
+from sqlalchemy.orm import Session
+
+from projections.errors import ViewsMissing
+from projections.schema import AUDIT_TRACKING, RESIDENT_TRACKING, resident_record
+
+_writing: contextvars.ContextVar[bool] = contextvars.ContextVar("kiroku_view_write", default=False)
+
+
+class ViewDatastore(SQLAlchemyDatastore):
+    """The library's datastore, with SQLite write transactions taking the lock at BEGIN."""
+
+    def __init__(self, *, url: str, **kwargs: Any) -> None:
+        if url.startswith("sqlite") and "memory" not in url:
+            connect_args = dict(kwargs.pop("connect_args", {}) or {})
+            connect_args.setdefault("timeout", 60)
+            kwargs["connect_args"] = connect_args
+        super().__init__(url=url, **kwargs)
+        if self.is_sqlite_filedb and self.engine is not None:
+            # A deferred transaction that reads its position and then writes would fail with
+            # SQLITE_BUSY_SNAPSHOT whenever the ledger appended in between: take the lock first.
+            self._tried_init_sqlite_wal_mode = True
+            self.is_sqlite_wal_mode = True
+            event.listen(self.engine, "connect", _sqlite_connect)
+            event.listen(self.engine, "begin", _sqlite_begin)
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None  # BEGIN is emitted by _sqlite_begin
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.close()
+
+
+def _sqlite_begin(connection: Any) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if _writing.get() else "BEGIN")
+
+
+class ViewTrackingRecorder(SQLAlchemyTrackingRecorder):
+    """The library's tracking recorder with a compare-and-set ``_insert_tracking``.
+
+    The library's version checks the position in a separate transaction; this one reads it with a
+    row lock inside the caller's transaction, so the check and the view rows commit together.
+    Passes eventsourcing's ``TrackingRecorderTestCase``.
+    """
+
+    def _insert_tracking(self, session: Session, tracking: Tracking) -> None:
+        table = self.tracking_table
+        name = tracking.application_name
+        row = session.execute(
+            select(table.c.notification_id)
+            .where(table.c.application_name == name)
+            .with_for_update()
+        ).first()
+        if row is None:
+            # A racing first insert fails on the primary key: IntegrityError at commit.
+            session.execute(
+                insert(table).values(application_name=name,
+                                     notification_id=tracking.notification_id)
+            )
+            return
+        if row.notification_id is not None and row.notification_id >= tracking.notification_id:
+            raise IntegrityError(
+                f"{self.tracking_table_name}: {name} is already at {row.notification_id}, "
+                f"not before {tracking.notification_id}"
+            )
+        session.execute(
+            update(table)
+            .where(table.c.application_name == name)
+            .values(notification_id=tracking.notification_id)
+        )
+
+    def insert_tracking(self, tracking: Tracking) -> None:
+        with write_transaction(self.datastore) as session:
+            self._insert_tracking(session, tracking)
+
+    def reset(self, session: Session) -> None:
+        """Forget every position (the views are being rebuilt from index 0)."""
+        session.execute(self.tracking_table.delete())
+
+
+@contextlib.contextmanager
+def write_transaction(datastore: SQLAlchemyDatastore) -> Iterator[Session]:
+    token = _writing.set(True)
+    try:
+        with datastore.transaction(commit=True) as session:
+            yield session
+    finally:
+        _writing.reset(token)
+
+
+class ViewStore:
+    """The views' datastore and one tracking recorder per projection."""
+
+    def __init__(self, url: str) -> None:
+        self.datastore = ViewDatastore(url=url)
+        with warnings.catch_warnings():
+            # The library names every tracking record class alike; the tables differ.
+            warnings.filterwarnings("ignore", "This declarative base already contains")
+            self.tracking = {
+                name: ViewTrackingRecorder(self.datastore, tracking_table_name=table)
+                for name, table in (("resident", RESIDENT_TRACKING), ("audit", AUDIT_TRACKING))
+            }
+        self._checked = False
+
+    @property
+    def dialect(self) -> str:
+        assert self.datastore.engine is not None
+        return str(self.datastore.engine.dialect.name)
+
+    def check_schema(self) -> None:
+        """Raise ViewsMissing when migration 0002 has not been applied to this database."""
+        if self._checked:
+            return
+        assert self.datastore.engine is not None
+        if not inspect(self.datastore.engine).has_table(resident_record.name):
+            raise ViewsMissing(
+                "this database has no projection tables; run 'kiroku db upgrade' first"
+            )
+        self._checked = True
+
+    def read(self) -> Any:
+        """A read-only transaction (a context manager yielding a Session)."""
+        return self.datastore.transaction(commit=False)
+
+    def write(self) -> contextlib.AbstractContextManager[Session]:
+        return write_transaction(self.datastore)
+
+    def close(self) -> None:
+        if self.datastore.engine is not None:
+            self.datastore.engine.dispose()

@@ -1,0 +1,160 @@
+"""The two projections and how each writes a batch of provision facts into its tables.
+
+Both follow eventsourcing's ``Projection`` interface (``name``, ``topics``, a tracking recorder as
+``view``, ``process_event``); the runner (projections.runner) calls the batch method ``write``,
+which turns many facts into one ``executemany`` per table. Both are pure functions of the log:
+rebuilding from index 0 ends in identical rows (``digest``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any, ClassVar
+
+from eventsourcing.dispatch import singledispatchmethod
+from eventsourcing.persistence import Tracking
+from eventsourcing.projection import Projection
+from sqlalchemy import Table, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from ledger.domain import Provision
+from ledger.schema import log_entry
+from projections.decode import PROVISION_TOPIC, ProvisionFact, fact_from_event, month_jst
+from projections.schema import audit_count, audit_operator, audit_provision, resident_record
+from projections.store import ViewTrackingRecorder, write_transaction
+
+CountKey = tuple[str, str, str, str, str, str]  # agency, role, month, affair, outcome, reason
+OperatorKey = tuple[str, str, str]  # agency, month, operator
+
+
+class View(Projection[ViewTrackingRecorder]):
+    """A projection whose rows are written with its tracking record in one transaction."""
+
+    topics = (PROVISION_TOPIC,)
+    tables: ClassVar[tuple[Table, ...]] = ()
+
+    def write(self, session: Session, facts: Sequence[ProvisionFact]) -> None:
+        raise NotImplementedError  # each view defines it
+
+    @singledispatchmethod
+    def process_event(self, domain_event: Any, tracking: Tracking) -> None:
+        """One event at a time (eventsourcing's runner interface): rows and tracking together."""
+        with write_transaction(self.view.datastore) as session:
+            if isinstance(domain_event, Provision.Recorded):
+                index = session.execute(
+                    select(log_entry.c.idx)
+                    .where(log_entry.c.notification_id == tracking.notification_id)
+                ).scalar_one()
+                fact = fact_from_event(domain_event, tracking.notification_id, int(index))
+                if fact is not None:
+                    self.write(session, [fact])
+            self.view._insert_tracking(session, tracking)
+
+    def clear(self, session: Session) -> None:
+        for table in self.tables:
+            session.execute(table.delete())
+        self.view.reset(session)
+
+    def digest(self, session: Session) -> str:
+        """SHA-256 over every row of the view's tables in primary-key order."""
+        hasher = hashlib.sha256()
+        for table in self.tables:
+            hasher.update(f"{table.name}\n".encode())
+            query = select(*table.c).order_by(*table.primary_key.columns)
+            for row in session.execute(query.execution_options(yield_per=5000)):
+                hasher.update(json.dumps(list(row), default=str, ensure_ascii=False).encode())
+                hasher.update(b"\n")
+        return hasher.hexdigest()
+
+
+class ResidentView(View):
+    """Every provision about each resident, keyed by log index, indexed by (subject, time)."""
+
+    name = "resident"
+    tables = (resident_record,)
+
+    def write(self, session: Session, facts: Sequence[ProvisionFact]) -> None:
+        if facts:
+            session.execute(insert(resident_record), [_resident_row(f) for f in facts])
+
+
+def _resident_row(fact: ProvisionFact) -> dict[str, Any]:
+    return {
+        "idx": fact.index, "id": fact.id, "subject": fact.subject,
+        "requested_at": fact.requested_at, "provided_at": fact.provided_at,
+        "requester": fact.requester, "provider": fact.provider, "basis": fact.basis,
+        "affair": fact.affair, "items": json.dumps(list(fact.items), ensure_ascii=False),
+        "outcome": fact.outcome, "reason": fact.reason, "non_disclosure": fact.non_disclosure,
+    }
+
+
+class AuditView(View):
+    """Per-agency counters (month × affair × outcome × reason, per operator) and the detail rows
+    that anomaly detection and ``as_of`` reports read."""
+
+    name = "audit"
+    tables = (audit_provision, audit_count, audit_operator)
+
+    def write(self, session: Session, facts: Sequence[ProvisionFact]) -> None:
+        if not facts:
+            return
+        session.execute(insert(audit_provision), [_audit_row(f) for f in facts])
+        counts, hidden, operators = aggregate(facts)
+        dialect = session.get_bind().dialect.name
+        session.execute(
+            _upsert(dialect, audit_count, ["n", "non_disclosed"]),
+            [{"agency": k[0], "role": k[1], "month": k[2], "affair": k[3], "outcome": k[4],
+              "reason": k[5], "n": n, "non_disclosed": hidden[k]} for k, n in counts.items()],
+        )
+        session.execute(
+            _upsert(dialect, audit_operator, ["n"]),
+            [{"agency": k[0], "month": k[1], "operator": k[2], "n": n}
+             for k, n in operators.items()],
+        )
+
+
+def _audit_row(fact: ProvisionFact) -> dict[str, Any]:
+    return {
+        "idx": fact.index, "requester": fact.requester, "provider": fact.provider,
+        "submitter": fact.submitter, "affair": fact.affair, "outcome": fact.outcome,
+        "reason": fact.reason, "operator": fact.operator, "subject": fact.subject,
+        "requested_at": fact.requested_at, "non_disclosure": fact.non_disclosure,
+    }
+
+
+def aggregate(rows: Iterable[Any]) -> tuple[Counter[CountKey], Counter[CountKey],
+                                            Counter[OperatorKey]]:
+    """Counts, non-disclosed counts and operator counts of facts or audit rows.
+
+    One function for the incremental counters and for ``as_of`` reports, so both agree.
+    Each provision counts once for its requester and once for its provider.
+    """
+    counts: Counter[CountKey] = Counter()
+    hidden: Counter[CountKey] = Counter()
+    operators: Counter[OperatorKey] = Counter()
+    for row in rows:
+        month = month_jst(row.requested_at)
+        reason = row.reason or ""
+        for agency, role in ((row.requester, "requester"), (row.provider, "provider")):
+            key = (agency, role, month, row.affair, row.outcome, reason)
+            counts[key] += 1
+            hidden[key] += 1 if row.non_disclosure else 0
+        operators[(row.requester, month, row.operator)] += 1
+    return counts, hidden, operators
+
+
+def _upsert(dialect: str, table: Table, add: list[str]) -> Any:
+    """INSERT … ON CONFLICT (primary key) DO UPDATE SET column = column + excluded.column."""
+    module: Any = postgresql if dialect == "postgresql" else sqlite
+    statement = module.insert(table)
+    return statement.on_conflict_do_update(
+        index_elements=list(table.primary_key.columns),
+        set_={name: table.c[name] + statement.excluded[name] for name in add},
+    )
+
+
+VIEWS: tuple[type[View], ...] = (ResidentView, AuditView)
