@@ -1,0 +1,173 @@
+"""The resident's record: every provision about them, as My Portal shows it (Act Art. 23).
+
+Records flagged non-disclosure (不開示) never appear here: they stay in the view, counted for
+auditors (projections.report), and are filtered out of every resident-facing query.
+Pages are newest first and read the (subject, requested_at, idx) index, so a page costs a few
+milliseconds whatever the size of the log.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import Select, false, or_, select
+
+from ledger.application import Ledger
+from projections.decode import format_micros, from_micros, micros
+from projections.errors import InvalidQuery
+from projections.labels import AgencyLabel, ItemLabel, Label, Labels
+from projections.schema import resident_record as rr
+from projections.store import ViewStore
+
+MAX_LIMIT = 500
+
+__all__ = ["AgencyLabel", "ItemLabel", "Label", "Page", "ResidentRecord", "ResidentRecords"]
+
+@dataclass(frozen=True)
+class ResidentRecord:
+    id: UUID
+    index: int
+    requested_at: datetime
+    provided_at: datetime | None
+    requester: AgencyLabel
+    provider: AgencyLabel
+    affair: Label
+    basis: str
+    items: list[ItemLabel]
+    outcome: str
+    reason: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id),
+            "index": self.index,
+            "requested_at": _rfc3339(self.requested_at),
+            "provided_at": None if self.provided_at is None else _rfc3339(self.provided_at),
+            "requester": self.requester.to_json(),
+            "provider": self.provider.to_json(),
+            "affair": self.affair.to_json(),
+            "basis": self.basis,
+            "items": [item.to_json() for item in self.items],
+            "outcome": self.outcome,
+            "reason": self.reason,
+        }
+
+@dataclass(frozen=True)
+class Page:
+    items: list[ResidentRecord] = field(default_factory=list)
+    next_cursor: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"items": [r.to_json() for r in self.items], "next_cursor": self.next_cursor}
+
+class ResidentRecords:
+    """Queries over the resident view. Thread-safe: each call is one read transaction."""
+
+    def __init__(self, store: ViewStore, labels: Labels) -> None:
+        self.store = store
+        self.labels = labels
+
+    @classmethod
+    def for_ledger(cls, ledger: Ledger) -> ResidentRecords:
+        from projections.runner import runner_for
+
+        return cls(runner_for(ledger).store, Labels.for_ledger(ledger))
+
+    def list(
+        self,
+        subject: str,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        agency: str | None = None,
+        affair: str | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+        as_of: int | None = None,
+    ) -> Page:
+        """The subject's records, newest first; ``since`` inclusive, ``until`` exclusive
+        (request times); ``agency`` matches requester or provider; ``as_of`` is the last log
+        index to include (what the record showed once that entry was applied)."""
+        if not 1 <= limit <= MAX_LIMIT:
+            raise InvalidQuery(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
+        query = self._visible(subject, as_of)
+        if since is not None:
+            query = query.where(rr.c.requested_at >= _micros(since, "since"))
+        if until is not None:
+            query = query.where(rr.c.requested_at < _micros(until, "until"))
+        if agency is not None:
+            query = query.where(or_(rr.c.requester == agency, rr.c.provider == agency))
+        if affair is not None:
+            query = query.where(rr.c.affair == affair)
+        if cursor is not None:
+            at, index = _decode_cursor(cursor)
+            query = query.where(rr.c.requested_at <= at,
+                                or_(rr.c.requested_at < at, rr.c.idx < index))
+        query = query.order_by(rr.c.requested_at.desc(), rr.c.idx.desc()).limit(limit + 1)
+        self.store.check_schema()
+        with self.store.read() as session:
+            rows = session.execute(query).all()
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_cursor = _encode_cursor(rows[-1].requested_at, rows[-1].idx) if more else None
+        return Page([self._record(row) for row in rows], next_cursor)
+
+    def get(self, subject: str, provision_id: UUID) -> ResidentRecord | None:
+        """One of the subject's records by provision id; None if absent, another resident's,
+        or non-disclosed."""
+        query = self._visible(subject, None).where(rr.c.id == provision_id)
+        self.store.check_schema()
+        with self.store.read() as session:
+            row = session.execute(query.order_by(rr.c.idx).limit(1)).first()
+        return None if row is None else self._record(row)
+
+    @staticmethod
+    def _visible(subject: str, as_of: int | None) -> Select[Any]:
+        query = select(rr).where(rr.c.subject == subject, rr.c.non_disclosure == false())
+        if as_of is not None:
+            if as_of < 0:
+                raise InvalidQuery(f"as_of must be a log index (≥ 0), got {as_of}")
+            query = query.where(rr.c.idx <= as_of)
+        return query
+
+    def _record(self, row: Any) -> ResidentRecord:
+        labels = self.labels
+        return ResidentRecord(
+            id=row.id,
+            index=int(row.idx),
+            requested_at=from_micros(row.requested_at),
+            provided_at=None if row.provided_at is None else from_micros(row.provided_at),
+            requester=labels.agency(row.requester),
+            provider=labels.agency(row.provider),
+            affair=labels.affair(row.affair, row.basis),
+            basis=row.basis,
+            items=[labels.item(code) for code in json.loads(row.items)],
+            outcome=row.outcome,
+            reason=row.reason,
+        )
+
+def _rfc3339(moment: datetime) -> str:
+    return format_micros(micros(moment.isoformat()))
+
+def _micros(moment: datetime, name: str) -> int:
+    if moment.tzinfo is None:
+        raise InvalidQuery(f"{name} must carry a time zone (for example 2026-04-01T00:00:00Z)")
+    return micros(moment.isoformat())
+
+def _encode_cursor(at: int, index: int) -> str:
+    return base64.urlsafe_b64encode(f"{at}:{index}".encode()).decode().rstrip("=")
+
+def _decode_cursor(cursor: str) -> tuple[int, int]:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        at, index = text.split(":")
+        return int(at), int(index)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidQuery("cursor is not one this service issued; "
+                           "start again without a cursor") from None
