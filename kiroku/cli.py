@@ -441,3 +441,9 @@ def monitor(args: tuple[str, ...]) -> None:
 
     sys.exit(verifier_main(["monitor", *args]))
 
+
+# -- projections (read models) ----------------------------------------------------------------
+from projections.cli import projections as _projections, report as _report  # noqa: E402
+
+main.add_command(_projections)
+main.add_command(_report)
