@@ -46,6 +46,7 @@ class ProvisionFact:
     reason: str | None
     non_disclosure: bool
     operator: str
+    logged_at: int
 
 
 def micros(text: str) -> int:
@@ -73,16 +74,18 @@ def decode_state(notification_id: int, index: int, originator_id: UUID, state: b
                  ) -> ProvisionFact | None:
     """The fact of a ``Provision.Recorded`` state; None once its payload was erased."""
     fields = json.loads(state)
-    return _fact(notification_id, index, originator_id, fields["statement"], fields["payload"])
+    return _fact(notification_id, index, originator_id, fields["statement"], fields["payload"],
+                 fields["logged_at"])
 
 
 def fact_from_event(event: Provision.Recorded, notification_id: int, index: int
                     ) -> ProvisionFact | None:
-    return _fact(notification_id, index, event.originator_id, event.statement, event.payload)
+    return _fact(notification_id, index, event.originator_id, event.statement, event.payload,
+                 event.logged_at)
 
 
 def _fact(notification_id: int, index: int, originator_id: UUID, statement: dict[str, Any],
-          payload: dict[str, Any] | None) -> ProvisionFact | None:
+          payload: dict[str, Any] | None, logged_at: str) -> ProvisionFact | None:
     if payload is None:  # erased at the end of retention: nothing left to show or count
         return None
     provided_at = payload.get("provided_at")
@@ -103,4 +106,5 @@ def _fact(notification_id: int, index: int, originator_id: UUID, statement: dict
         reason=payload.get("reason"),
         non_disclosure=bool(payload.get("non_disclosure", False)),
         operator=payload.get("operator") or "",
+        logged_at=micros(logged_at),
     )
