@@ -1,0 +1,58 @@
+"""Property-based requests from the OpenAPI document (schemathesis), in-process over ASGI.
+
+Every operation gets generated valid and invalid inputs; no answer may be a server error, and
+answers must match the documented statuses, content types and schemas. Resident routes run with
+a real session; signed-request routes see unsigned calls (their 401 path) — their authorised
+paths are covered by test_authorization.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
+
+from tests.api.conftest import Env, _build
+from tests.dbutil import sqlite_database
+
+CHECKS = (not_a_server_error, status_code_conformance, content_type_conformance,
+          response_schema_conformance)
+
+
+@pytest.fixture(scope="module")
+def api_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    with sqlite_database() as url:
+        yield from _build(url, tmp_path_factory.mktemp("schemathesis"))
+
+
+def test_no_server_errors(api_env: Env) -> None:
+    schema = schemathesis.openapi.from_asgi("/openapi.json", api_env.client.app)
+    token = api_env.login("A")
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert len(operations) >= 16
+    seen: list[tuple[str, str, int]] = []
+    for operation in operations:
+
+        @given(case=operation.as_strategy())
+        @settings(max_examples=30, deadline=None, derandomize=True, database=None,
+                  suppress_health_check=list(HealthCheck))
+        def run(case: schemathesis.Case) -> None:
+            if case.path.startswith("/v1/me/"):
+                case.headers = {**(case.headers or {}), "Authorization": f"Bearer {token}"}
+            response = case.call()
+            seen.append((case.method, case.path, response.status_code))
+            case.validate_response(response, checks=CHECKS)
+
+        run()
+    # Every operation was exercised, and some answers were accepted ones, not only refusals.
+    assert {(m, p) for m, p, _ in seen} == {(o.method.upper(), o.path) for o in operations}
+    assert any(status < 300 for *_, status in seen)
+    assert all(status < 500 for *_, status in seen)
