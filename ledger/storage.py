@@ -27,7 +27,7 @@ from eventsourcing.persistence import Notification, StoredEvent
 from eventsourcing_sqlalchemy.datastore import SQLAlchemyDatastore
 from eventsourcing_sqlalchemy.factory import SQLAlchemyFactory
 from eventsourcing_sqlalchemy.recorders import SQLAlchemyApplicationRecorder
-from sqlalchemy import event, func, insert, select, tuple_
+from sqlalchemy import and_, event, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from ledger.encoding import b64encode, canonical_json_validated, format_time, now_utc
@@ -71,6 +71,9 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
+    # A fixed 32 MiB page cache keeps the hot index pages of a large log in memory (the default
+    # is 2 MiB); memory stays bounded whatever the log's size.
+    cursor.execute("PRAGMA cache_size=-32768")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
@@ -211,8 +214,14 @@ class LogRecorder(SQLAlchemyApplicationRecorder):
             q = select(log_entry.c.idx, log_entry.c.leaf_hash).where(log_entry.c.idx.in_(leaves))
             found.update({(0, int(i)): bytes(h) for i, h in session.execute(q)})
         if inner:
+            # One equality-or-IN term per level: SQLite scans the whole table for a row-value
+            # IN list, but answers OR-ed (level = ? AND idx IN (…)) terms from the primary key.
+            by_level: dict[int, list[int]] = {}
+            for level, idx in inner:
+                by_level.setdefault(level, []).append(idx)
             q = select(merkle_node.c.level, merkle_node.c.idx, merkle_node.c.hash).where(
-                tuple_(merkle_node.c.level, merkle_node.c.idx).in_(inner)
+                or_(*(and_(merkle_node.c.level == level, merkle_node.c.idx.in_(indexes))
+                      for level, indexes in by_level.items()))
             )
             found.update({(int(lv), int(i)): bytes(h) for lv, i, h in session.execute(q)})
         missing = set(keys) - found.keys()

@@ -110,3 +110,26 @@ def test_operator_key_is_private_to_its_owner(tmp_path: object) -> None:
     assert created and stat.S_IMODE(path.stat().st_mode) == 0o600
     again, created_again = load_or_create(path)
     assert not created_again and again.key_id == key.key_id
+
+
+def test_tree_reads_use_the_primary_key_not_a_scan(world: World) -> None:
+    """Reading subtree roots must stay O(log n) on a large log: no full scan of the node table."""
+    from sqlalchemy import event
+
+    world.ledger.append_batch([world.statement() for _ in range(40)])
+    plans: list[str] = []
+    engine = world.ledger.log.datastore.engine
+
+    def explain(conn, cursor, statement, parameters, context, executemany):  # type: ignore[no-untyped-def]
+        if "kiroku_merkle_node" in statement and statement.lstrip().upper().startswith("SELECT"):
+            rows = cursor.connection.execute("EXPLAIN QUERY PLAN " + statement, parameters)
+            plans.extend(str(row[-1]) for row in rows)
+
+    event.listen(engine, "before_cursor_execute", explain)
+    try:
+        world.ledger.prove_inclusion(3)
+        world.ledger.prove_consistency(5)
+        world.ledger.append(world.statement())
+    finally:
+        event.remove(engine, "before_cursor_execute", explain)
+    assert plans and not any(p.startswith("SCAN kiroku_merkle_node") for p in plans), plans
