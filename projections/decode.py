@@ -10,6 +10,7 @@ that already hold one.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -65,9 +66,18 @@ def format_micros(value: int) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+_DAY_US = 86_400_000_000
+_JST_US = 9 * 3_600_000_000
+
+
 def month_jst(value: int) -> str:
     """'YYYY-MM' of the Japan Standard Time month (agencies report by the JST calendar)."""
-    return (from_micros(value) + JST).strftime("%Y-%m")
+    return _month_of_day((value + _JST_US) // _DAY_US)
+
+
+@functools.lru_cache(maxsize=8192)
+def _month_of_day(day: int) -> str:
+    return (_EPOCH + timedelta(days=day)).strftime("%Y-%m")
 
 
 def decode_state(notification_id: int, index: int, originator_id: UUID, state: bytes

@@ -37,7 +37,7 @@ from projections.views import VIEWS, View
 
 log = logging.getLogger(__name__)
 
-BATCH = 5000
+BATCH = 10_000
 APPLICATION = Ledger.name
 
 

@@ -8,6 +8,7 @@ rebuilding from index 0 ends in identical rows (``digest``).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections import Counter
@@ -18,7 +19,7 @@ from eventsourcing.dispatch import singledispatchmethod
 from eventsourcing.persistence import Tracking
 from eventsourcing.projection import Projection
 from sqlalchemy import Boolean, Table, Uuid, insert, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from ledger.domain import Provision
@@ -80,7 +81,7 @@ class ResidentView(View):
     def write(self, session: Session, facts: Sequence[ProvisionFact]) -> None:
         insert_rows(session, resident_record, [
             (f.index, f.id, f.subject, f.requested_at, f.provided_at, f.requester, f.provider,
-             f.basis, f.affair, json.dumps(list(f.items), ensure_ascii=False), f.outcome,
+             f.basis, f.affair, _items_json(f.items), f.outcome,
              f.reason, f.non_disclosure)
             for f in facts
         ])
@@ -102,17 +103,8 @@ class AuditView(View):
             for f in facts
         ])
         counts, hidden, operators = aggregate(facts)
-        dialect = session.get_bind().dialect.name
-        session.execute(
-            _upsert(dialect, audit_count, ["n", "non_disclosed"]),
-            [{"agency": k[0], "role": k[1], "month": k[2], "affair": k[3], "outcome": k[4],
-              "reason": k[5], "n": n, "non_disclosed": hidden[k]} for k, n in counts.items()],
-        )
-        session.execute(
-            _upsert(dialect, audit_operator, ["n"]),
-            [{"agency": k[0], "month": k[1], "operator": k[2], "n": n}
-             for k, n in operators.items()],
-        )
+        add_counts(session, audit_count, [(*k, n, hidden[k]) for k, n in counts.items()])
+        add_counts(session, audit_operator, [(*k, n) for k, n in operators.items()])
 
 
 def insert_rows(session: Session, table: Table, rows: list[tuple[Any, ...]]) -> None:
@@ -161,14 +153,31 @@ def aggregate(rows: Iterable[Any]) -> tuple[Counter[CountKey], Counter[CountKey]
     return counts, hidden, operators
 
 
-def _upsert(dialect: str, table: Table, add: list[str]) -> Any:
-    """INSERT … ON CONFLICT (primary key) DO UPDATE SET column = column + excluded.column."""
-    module: Any = postgresql if dialect == "postgresql" else sqlite
-    statement = module.insert(table)
-    return statement.on_conflict_do_update(
-        index_elements=list(table.primary_key.columns),
-        set_={name: table.c[name] + statement.excluded[name] for name in add},
-    )
+def add_counts(session: Session, table: Table, rows: list[tuple[Any, ...]]) -> None:
+    """Add counts to a counter table: rows are (primary key…, counts…) in column order;
+    INSERT … ON CONFLICT (primary key) DO UPDATE SET count = count + excluded.count."""
+    if not rows:
+        return
+    connection = session.connection()
+    keys = [c.name for c in table.primary_key.columns]
+    added = [c.name for c in table.columns if not c.primary_key]
+    if connection.dialect.name == "sqlite":
+        names = keys + added
+        connection.exec_driver_sql(
+            f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+            f" ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
+            + ", ".join(f"{n} = {n} + excluded.{n}" for n in added), rows)
+        return
+    statement = postgresql.insert(table)
+    connection.execute(
+        statement.on_conflict_do_update(
+            index_elements=keys, set_={n: table.c[n] + statement.excluded[n] for n in added}),
+        [dict(zip(keys + added, row)) for row in rows])
+
+
+@functools.lru_cache(maxsize=4096)
+def _items_json(items: tuple[str, ...]) -> str:
+    return json.dumps(list(items), ensure_ascii=False)  # few distinct lists: cached
 
 
 VIEWS: tuple[type[View], ...] = (ResidentView, AuditView)
