@@ -27,7 +27,7 @@ from eventsourcing.persistence import Notification, StoredEvent
 from eventsourcing_sqlalchemy.datastore import SQLAlchemyDatastore
 from eventsourcing_sqlalchemy.factory import SQLAlchemyFactory
 from eventsourcing_sqlalchemy.recorders import SQLAlchemyApplicationRecorder
-from sqlalchemy import and_, event, func, insert, or_, select
+from sqlalchemy import bindparam, event, func, insert, select
 from sqlalchemy.orm import Session
 
 from ledger.encoding import b64encode, canonical_json_validated, format_time, now_utc
@@ -35,11 +35,6 @@ from ledger.merkle import NodeKey, append_nodes, frontier_keys, leaf_hash
 from ledger.schema import log_entry, merkle_node
 
 ZERO_HASH = b"\x00" * 32
-_SELECT_LAST = (
-    select(log_entry.c.idx, log_entry.c.notification_id, log_entry.c.leaf_hash)
-    .order_by(log_entry.c.idx.desc())
-    .limit(1)
-)
 _INSERT_ENTRY = insert(log_entry)
 _INSERT_NODE = insert(merkle_node)
 
@@ -80,6 +75,13 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
 
 def _sqlite_begin(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE" if _writing.get() else "BEGIN")
+
+
+def _driver_sql(session: Session, sql: str, params: Sequence[Any]) -> Any:
+    """Run ``sql`` (with ``{}`` placeholders) straight through the DB-API driver."""
+    connection = session.connection()
+    mark = "?" if connection.dialect.paramstyle == "qmark" else "%s"
+    return connection.exec_driver_sql(sql.format(*([mark] * len(params))), tuple(params))
 
 
 @dataclass(frozen=True)
@@ -194,36 +196,37 @@ class LogRecorder(SQLAlchemyApplicationRecorder):
     # Reading the tree --------------------------------------------------------------------------
     def _read_head(self, session: Session) -> tuple[int, int, bytes, dict[int, bytes]]:
         """(size, last entry's notification id, last leaf hash, right-edge subtree roots)."""
-        last = session.execute(_SELECT_LAST).first()
+        last = _driver_sql(session, "SELECT idx, notification_id, leaf_hash FROM kiroku_log_entry "
+                                    "ORDER BY idx DESC LIMIT 1", ()).first()
         if last is None:
             return 0, 0, ZERO_HASH, {}
-        size, prev = int(last.idx) + 1, bytes(last.leaf_hash)
+        size, prev = int(last[0]) + 1, bytes(last[2])
         keys = [key for key in frontier_keys(size) if key[0] > 0]
         nodes = self._read_nodes(session, keys) if keys else {}
         frontier = {level: nodes[(level, idx)] for level, idx in keys}
         if size & 1:
             frontier[0] = prev  # an odd-sized tree's last leaf is its own frontier subtree
-        return size, int(last.notification_id), prev, frontier
+        return size, int(last[1]), prev, frontier
 
     @staticmethod
     def _read_nodes(session: Session, keys: Collection[NodeKey]) -> dict[NodeKey, bytes]:
         found: dict[NodeKey, bytes] = {}
         leaves = [idx for level, idx in keys if level == 0]
         inner = [(level, idx) for level, idx in keys if level > 0]
-        if leaves:
-            q = select(log_entry.c.idx, log_entry.c.leaf_hash).where(log_entry.c.idx.in_(leaves))
-            found.update({(0, int(i)): bytes(h) for i, h in session.execute(q)})
-        if inner:
-            # One equality-or-IN term per level: SQLite scans the whole table for a row-value
-            # IN list, but answers OR-ed (level = ? AND idx IN (…)) terms from the primary key.
-            by_level: dict[int, list[int]] = {}
-            for level, idx in inner:
-                by_level.setdefault(level, []).append(idx)
-            q = select(merkle_node.c.level, merkle_node.c.idx, merkle_node.c.hash).where(
-                or_(*(and_(merkle_node.c.level == level, merkle_node.c.idx.in_(indexes))
-                      for level, indexes in by_level.items()))
-            )
-            found.update({(int(lv), int(i)): bytes(h) for lv, i, h in session.execute(q)})
+        # Hot path (every append and proof): plain SQL through the driver, no statement
+        # compilation. One equality term per node: SQLite scans the whole table for a row-value
+        # IN list, but answers OR-ed (level = ? AND idx = ?) terms from the primary key.
+        for start in range(0, len(leaves), 500):
+            chunk = leaves[start:start + 500]
+            rows = _driver_sql(session, "SELECT idx, leaf_hash FROM kiroku_log_entry WHERE idx IN ("
+                               + ",".join(["{}"] * len(chunk)) + ")", chunk)
+            found.update({(0, int(i)): bytes(h) for i, h in rows})
+        for start in range(0, len(inner), 200):
+            chunk = inner[start:start + 200]
+            rows = _driver_sql(session, "SELECT level, idx, hash FROM kiroku_merkle_node WHERE "
+                               + " OR ".join(["(level = {} AND idx = {})"] * len(chunk)),
+                               [value for key in chunk for value in key])
+            found.update({(int(lv), int(i)): bytes(h) for lv, i, h in rows})
         missing = set(keys) - found.keys()
         if missing:
             raise LookupError(f"Merkle nodes missing from storage: {sorted(missing)[:5]}")
@@ -247,10 +250,8 @@ class LogRecorder(SQLAlchemyApplicationRecorder):
             if top <= position:
                 return int(top), []
             rows = session.execute(
-                select(table.c.id, table.c.originator_id, table.c.originator_version,
-                       table.c.topic, table.c.state)
-                .where(table.c.id > position, table.c.id <= top, table.c.topic.in_(topics))
-                .order_by(table.c.id)
+                self._select_topics_between,
+                {"position": position, "top": top, "topics": list(topics)},
             ).all()
         return int(top), [
             Notification(id=int(r.id), originator_id=r.originator_id,
@@ -258,6 +259,17 @@ class LogRecorder(SQLAlchemyApplicationRecorder):
                          state=bytes(r.state))
             for r in rows
         ]
+
+    @functools.cached_property
+    def _select_topics_between(self) -> Any:
+        table = self.events_record_cls.__table__
+        return (
+            select(table.c.id, table.c.originator_id, table.c.originator_version, table.c.topic,
+                   table.c.state)
+            .where(table.c.id > bindparam("position"), table.c.id <= bindparam("top"),
+                   table.c.topic.in_(bindparam("topics", expanding=True)))
+            .order_by(table.c.id)
+        )
 
     def tree_size(self) -> int:
         with self.transaction(commit=False) as session:
