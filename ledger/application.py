@@ -64,6 +64,7 @@ from ledger.storage import AppendedEntry, KirokuFactory, LogRecorder
 
 MAX_BATCH = 10_000
 _REGISTRATION_TOPICS = [get_topic(cls) for cls in REGISTRATION_EVENTS.values()]
+_PROVISION_TOPIC = get_topic(Provision)
 _STALE_REGISTRY_SIGNS = (UnknownAgency, UnknownKey, MalformedStatement)
 
 
@@ -303,13 +304,24 @@ class Ledger(Application[UUID]):
                 prechecked.append((position, submission, *self._precheck(submission, now)))
             except StatementRejected as exc:
                 errors[position] = exc
-        bad_signatures = verify_signatures(
+        signatures = verify_signatures(
             [(sub["statement"], sub["signature"], key) for _, sub, _, _, key in prechecked])
-        for (position, submission, payload, moment, _), bad in zip(prechecked, bad_signatures):
+        # While the signatures are checked on other cores, check content here; a bad signature
+        # still takes precedence over whatever the content check found.
+        content: list[_Checked | StatementRejected] = []
+        for position, submission, payload, moment, _ in prechecked:
+            try:
+                content.append(self._postcheck(position, submission, payload, moment))
+            except StatementRejected as exc:
+                content.append(exc)
+        for (position, submission, payload, _, _), bad, outcome in zip(
+                prechecked, signatures, content):
             try:
                 if bad is not None:
                     raise bad
-                item = self._postcheck(position, submission, payload, moment)
+                if isinstance(outcome, StatementRejected):
+                    raise outcome
+                item = outcome
                 if item.id in seen:
                     first = checked[seen[item.id]].submission
                     if (first["statement"], first["signature"]) != (
@@ -367,11 +379,16 @@ class Ledger(Application[UUID]):
     def _save_provisions(self, fresh: list[_Checked]) -> list[Receipt]:
         logged_at = now_utc()
         stamp = format_time(logged_at)
-        aggregates = [
-            Provision._create(
-                Provision.Recorded, id=item.id, statement=item.submission["statement"],
-                signature=item.submission["signature"], payload=item.submission["payload"],
-                salt=item.submission["salt"], logged_at=stamp)
+        # Each provision is a new aggregate with exactly one event, so the events are made
+        # directly (as Aggregate._create would) and put in the event store; building aggregate
+        # objects nobody uses was a fifth of a batch's time.
+        timestamp = Provision.Recorded.create_timestamp()
+        events = [
+            Provision.Recorded(
+                originator_id=item.id, originator_version=Provision.INITIAL_VERSION,
+                timestamp=timestamp, originator_topic=_PROVISION_TOPIC,
+                statement=item.submission["statement"], signature=item.submission["signature"],
+                payload=item.submission["payload"], salt=item.submission["salt"], logged_at=stamp)
             for item in fresh
         ]
 
@@ -388,7 +405,11 @@ class Ledger(Application[UUID]):
             if late:
                 raise BatchRejected(late)
 
-        return self._save(aggregates, precommit=keys_still_valid)
+        appended: list[AppendedEntry] = []
+        self.events.put(events, log_entries=[event.log_entry() for event in events],
+                        appended=appended, precommit=keys_still_valid)
+        return [Receipt(event.originator_id, a.index, a.leaf, a.leaf_hash)
+                for event, a in zip(events, appended)]
 
     def _precheck(self, submission: Any, now: datetime
                   ) -> tuple[ProvisionPayload, datetime, bytes]:

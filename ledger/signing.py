@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
@@ -121,11 +121,12 @@ _PARALLEL_FROM = 32  # below this, thread hand-off costs more than it saves
 
 def verify_signatures(
     items: Sequence[tuple[dict[str, Any], str, bytes]],
-) -> list[BadSignature | MalformedStatement | None]:
+) -> Iterator[BadSignature | MalformedStatement | None]:
     """Check many (statement, signature, public key) triples; None where the signature holds.
 
     Ed25519 verification in ``cryptography`` releases the GIL, so large batches use a thread per
-    core: appending a batch then costs about one core's worth of verification divided by cores.
+    core. The checks start at once and the results are yielded in order, so the caller can do
+    other work on the batch meanwhile.
     """
     def check(item: tuple[dict[str, Any], str, bytes]) -> BadSignature | MalformedStatement | None:
         try:
@@ -135,12 +136,12 @@ def verify_signatures(
         return None
 
     if len(items) < _PARALLEL_FROM:
-        return [check(item) for item in items]
+        return iter([check(item) for item in items])
     global _POOL
     if _POOL is None:
         _POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 1,
                                    thread_name_prefix="kiroku-verify")
-    return list(_POOL.map(check, items, chunksize=64))
+    return _POOL.map(check, items)
 
 
 def verify_commitment(envelope: dict[str, Any], payload: Any, salt_b64: str, *,

@@ -34,11 +34,14 @@ def refused(world: World, submission: object, error: type[errors.LedgerError]) -
 
 
 def test_valid_statement_is_appended_with_a_receipt(world: World) -> None:
-    receipt = world.ledger.append(world.statement())
+    submission = world.statement()
+    receipt = world.ledger.append(submission)
     assert receipt.index == world.ledger.tree_size() - 1
     entry = receipt.entry
     assert entry["kind"] == "provision" and entry["agency"] == world.provider
     assert world.ledger.get_leaf(receipt.index) == (receipt.leaf, receipt.leaf_hash)
+    stored = world.ledger.repository.get(receipt.id)  # the event-sourced aggregate
+    assert stored.payload == submission["payload"] and stored.signature == submission["signature"]
 
 
 def test_leaf_carries_no_personal_data(world: World) -> None:
