@@ -51,7 +51,20 @@ _writing: contextvars.ContextVar[bool] = contextvars.ContextVar("kiroku_writing"
 
 
 class KirokuDatastore(SQLAlchemyDatastore):
-    """The library's datastore with SQLite set up for several writer processes."""
+    """The library's datastore with SQLite set up for several writer processes.
+
+    Subclasses (the projections' view store) change ``SQLITE_PRAGMAS`` for their own durability
+    and cache trade-offs; the locking is the same.
+    """
+
+    #: Run on every new SQLite connection. WAL with synchronous=FULL fsyncs at every commit; a
+    #: fixed 32 MiB page cache keeps a large log's hot index pages in memory, bounded.
+    SQLITE_PRAGMAS: tuple[str, ...] = (
+        "PRAGMA journal_mode=WAL",
+        "PRAGMA synchronous=FULL",
+        "PRAGMA cache_size=-32768",
+        "PRAGMA foreign_keys=ON",
+    )
 
     def __init__(self, *, url: str | None = None, **kwargs: Any) -> None:
         if url and url.startswith("sqlite") and "memory" not in url:
@@ -64,24 +77,30 @@ class KirokuDatastore(SQLAlchemyDatastore):
             # which would otherwise try to change the journal mode inside a transaction.
             self._tried_init_sqlite_wal_mode = True
             self.is_sqlite_wal_mode = True
-            event.listen(self.engine, "connect", _sqlite_connect)
+            event.listen(self.engine, "connect", self._sqlite_connect)
             event.listen(self.engine, "begin", _sqlite_begin)
 
-
-def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
-    dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=FULL")
-    # A fixed 32 MiB page cache keeps the hot index pages of a large log in memory (the default
-    # is 2 MiB); memory stays bounded whatever the log's size.
-    cursor.execute("PRAGMA cache_size=-32768")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
+    def _sqlite_connect(self, dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # BEGIN is emitted by _sqlite_begin
+        cursor = dbapi_connection.cursor()
+        for pragma in self.SQLITE_PRAGMAS:
+            cursor.execute(pragma)
+        cursor.close()
 
 
 def _sqlite_begin(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE" if _writing.get() else "BEGIN")
+
+
+@contextlib.contextmanager
+def writing() -> Iterator[None]:
+    """Mark the transactions started inside as writes: on SQLite they take the lock at BEGIN
+    (BEGIN IMMEDIATE), so what they read first cannot go stale before they write."""
+    token = _writing.set(True)
+    try:
+        yield
+    finally:
+        _writing.reset(token)
 
 
 def _driver_sql(session: Session, sql: str, params: Sequence[Any]) -> Any:
@@ -126,12 +145,8 @@ class LogRecorder(SQLAlchemyApplicationRecorder):
             return []
         if session is not None:
             return self._insert_log(session, stored_events, log_entries, appended, precommit)
-        token = _writing.set(True)
-        try:
-            with self.transaction(commit=True) as session:
-                return self._insert_log(session, stored_events, log_entries, appended, precommit)
-        finally:
-            _writing.reset(token)
+        with writing(), self.transaction(commit=True) as session:
+            return self._insert_log(session, stored_events, log_entries, appended, precommit)
 
     def _insert_log(
         self,
@@ -233,13 +248,9 @@ class LogRecorder(SQLAlchemyApplicationRecorder):
     @contextlib.contextmanager
     def write_transaction(self) -> Iterator[Session]:
         """A transaction holding the log's write lock (for checkpoints and other log-wide writes)."""
-        token = _writing.set(True)
-        try:
-            with self.transaction(commit=True) as session:
-                self._lock_table(session)
-                yield session
-        finally:
-            _writing.reset(token)
+        with writing(), self.transaction(commit=True) as session:
+            self._lock_table(session)
+            yield session
 
     # Reading the tree --------------------------------------------------------------------------
     def _read_head(self, session: Session) -> tuple[int, int, bytes, dict[int, bytes]]:

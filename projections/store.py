@@ -15,7 +15,6 @@ ledger's write lock (``LOCK TABLE … EXCLUSIVE`` on PostgreSQL).
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -23,46 +22,26 @@ from typing import Any
 from eventsourcing.persistence import IntegrityError, Tracking
 from eventsourcing_sqlalchemy.datastore import SQLAlchemyDatastore
 from eventsourcing_sqlalchemy.recorders import SQLAlchemyTrackingRecorder
-from sqlalchemy import event, insert, inspect, select, update
+from sqlalchemy import insert, inspect, select, update
 from sqlalchemy.orm import Session
 
+from ledger.storage import KirokuDatastore, writing
 from projections.errors import ViewsMissing
 from projections.schema import AUDIT_TRACKING, RESIDENT_TRACKING, resident_record
 
-_writing: contextvars.ContextVar[bool] = contextvars.ContextVar("kiroku_view_write", default=False)
+class ViewDatastore(KirokuDatastore):
+    """The ledger's datastore (write transactions take SQLite's lock at BEGIN, so a transaction
+    that reads its position and then writes cannot hit SQLITE_BUSY_SNAPSHOT when the ledger
+    appended in between), with the trade-offs of derived data."""
 
-
-class ViewDatastore(SQLAlchemyDatastore):
-    """The library's datastore, with SQLite write transactions taking the lock at BEGIN."""
-
-    def __init__(self, *, url: str, **kwargs: Any) -> None:
-        if url.startswith("sqlite") and "memory" not in url:
-            connect_args = dict(kwargs.pop("connect_args", {}) or {})
-            connect_args.setdefault("timeout", 60)
-            kwargs["connect_args"] = connect_args
-        super().__init__(url=url, **kwargs)
-        if self.is_sqlite_filedb and self.engine is not None:
-            # A deferred transaction that reads its position and then writes would fail with
-            # SQLITE_BUSY_SNAPSHOT whenever the ledger appended in between: take the lock first.
-            self._tried_init_sqlite_wal_mode = True
-            self.is_sqlite_wal_mode = True
-            event.listen(self.engine, "connect", _sqlite_connect)
-            event.listen(self.engine, "begin", _sqlite_begin)
-
-
-def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
-    dbapi_connection.isolation_level = None  # BEGIN is emitted by _sqlite_begin
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    # Views are derived data: in WAL mode NORMAL keeps every transaction atomic (rows and tracking
-    # together) and may only lose the last commits at a power cut, which the runner re-applies.
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA cache_size=-65536")  # 64 MiB: index inserts on large views
-    cursor.close()
-
-
-def _sqlite_begin(connection: Any) -> None:
-    connection.exec_driver_sql("BEGIN IMMEDIATE" if _writing.get() else "BEGIN")
+    SQLITE_PRAGMAS = (
+        "PRAGMA journal_mode=WAL",
+        # Views are derived data: in WAL mode NORMAL keeps every transaction atomic (rows and
+        # tracking together) and may only lose the last commits at a power cut, which the
+        # runner re-applies.
+        "PRAGMA synchronous=NORMAL",
+        "PRAGMA cache_size=-65536",  # 64 MiB: index inserts on large views
+    )
 
 
 class ViewTrackingRecorder(SQLAlchemyTrackingRecorder):
@@ -110,12 +89,8 @@ class ViewTrackingRecorder(SQLAlchemyTrackingRecorder):
 
 @contextlib.contextmanager
 def write_transaction(datastore: SQLAlchemyDatastore) -> Iterator[Session]:
-    token = _writing.set(True)
-    try:
-        with datastore.transaction(commit=True) as session:
-            yield session
-    finally:
-        _writing.reset(token)
+    with writing(), datastore.transaction(commit=True) as session:
+        yield session
 
 
 class ViewStore:
