@@ -45,11 +45,8 @@ class Logged(Aggregate.Event):
         return {**self.statement, "signature": self.signature, "logged_at": self.logged_at}
 
 
-class Provision(Aggregate):
-    """An information provision between agencies, as one agency stated it (Act Art. 23)."""
-
-    class Recorded(Aggregate.Created, Logged):
-        pass
+class LoggedAggregate(Aggregate):
+    """An aggregate created by a log entry: it keeps the statement that created it."""
 
     def __init__(
         self,
@@ -66,7 +63,14 @@ class Provision(Aggregate):
         self.logged_at = logged_at
 
 
-class Agency(Aggregate):
+class Provision(LoggedAggregate):
+    """An information provision between agencies, as one agency stated it (Act Art. 23)."""
+
+    class Recorded(Aggregate.Created, Logged):
+        pass
+
+
+class Agency(LoggedAggregate):
     """A registered agency and its statement keys."""
 
     class Registered(Aggregate.Created, Logged):
@@ -82,21 +86,15 @@ class Agency(Aggregate):
             assert isinstance(aggregate, Agency) and self.payload is not None
             aggregate.keys[self.payload["key_id"]]["revoked_at"] = self.payload["revoked_at"]
 
-    def __init__(
-        self,
-        statement: dict[str, Any],
-        signature: str,
-        payload: dict[str, Any] | None,
-        salt: str | None,
-        logged_at: str,
-    ) -> None:
+    def __init__(self, statement: dict[str, Any], signature: str, payload: dict[str, Any] | None,
+                 salt: str | None, logged_at: str) -> None:
+        super().__init__(statement, signature, payload, salt, logged_at)
         assert payload is not None
         self.code: str = payload["code"]
-        self.payload = payload
         self.keys: dict[str, dict[str, Any]] = {}
 
 
-class Catalog(Aggregate):
+class Catalog(LoggedAggregate):
     """The legal-basis catalog in force (loading or replacing it is a log entry)."""
 
     class Loaded(Aggregate.Created, Logged):
@@ -106,16 +104,6 @@ class Catalog(Aggregate):
         def apply(self, aggregate: Aggregate) -> None:
             assert isinstance(aggregate, Catalog)
             aggregate.payload = self.payload
-
-    def __init__(
-        self,
-        statement: dict[str, Any],
-        signature: str,
-        payload: dict[str, Any] | None,
-        salt: str | None,
-        logged_at: str,
-    ) -> None:
-        self.payload = payload
 
 
 REGISTRATION_EVENTS: dict[str, type[Logged]] = {
