@@ -370,6 +370,14 @@ def log_erase(before: str, yes: bool) -> None:
         ledger = _open_ledger(_settings())
         count = erase_payloads(ledger, cutoff)
         click.echo(f"erased {count} payload(s)")
+        if count:
+            from projections.runner import runner_for
+
+            # The views held those records too: rebuild them from the erased log.
+            with click.progressbar(length=ledger.tree_size(), label="rebuilding views",
+                                   file=sys.stderr) as bar:
+                runner_for(ledger).reproject(progress=bar.update)
+            click.echo("views rebuilt without the erased records")
 
 
 @log.command("fsck")

@@ -196,6 +196,15 @@ class Runner:
             self.catch_up()
         return RebuildResult(before, after, int(entries), seconds)
 
+    def reproject(self, progress: Callable[[int], None] | None = None) -> int:
+        """Clear every view and replay the whole log, without comparing with what was there.
+
+        For after a retention erasure: erased provisions leave the views (there is nothing left
+        to show or count), so the views differ from before by design. Returns entries applied.
+        """
+        self.clear()
+        return self.catch_up(progress=progress)
+
     # Status --------------------------------------------------------------------------------
     def status(self) -> list[dict[str, Any]]:
         """Each view's position (notification id and log index) and its lag behind the log."""

@@ -86,9 +86,17 @@ def test_sign_append_prove_export_verify(home: Path) -> None:
     assert verified.exit_code == 0, verified.output
     assert kiroku("log", "fsck").exit_code == 0
 
+    # The resident's records are in the views before retention ends...
+    assert kiroku("projections", "run", "--once").exit_code == 0
+    assert "subj-CLITEST" in json.dumps(_resident_rows(home))
+
     # Retention: payloads erased, everything still verifies.
     erased = kiroku("log", "erase", "--before", "2999-01-01T00:00:00Z", "--yes")
-    assert erased.output.strip() == "erased 3 payload(s)"
+    assert erased.output.startswith("erased 3 payload(s)\n")
+    # ...and gone from them after; the views equal a rebuild from the erased log.
+    assert "subj-CLITEST" not in json.dumps(_resident_rows(home))
+    rebuilt = kiroku("projections", "rebuild")
+    assert rebuilt.exit_code == 0 and "differ" not in rebuilt.output, rebuilt.output
     assert kiroku("log", "export", "--out", str(home / "erased.jsonl")).exit_code == 0
     exported = [json.loads(x) for x in (home / "erased.jsonl").read_text().splitlines()]
     assert [e["erased"] for e in exported[-3:]] == [True, True, True]
@@ -97,6 +105,13 @@ def test_sign_append_prove_export_verify(home: Path) -> None:
     verified = kiroku("verify", str(home / "erased.jsonl"), "--checkpoint", str(home / "cp.txt"),
                       "--vkey", vkey)
     assert verified.exit_code == 0, verified.output
+
+
+def _resident_rows(home: Path) -> list[tuple]:
+    import sqlite3
+
+    with sqlite3.connect(home / "var" / "kiroku.sqlite3") as db:
+        return db.execute("SELECT * FROM kiroku_resident_record").fetchall()
 
 
 def test_refused_statement_exits_1_and_appends_nothing(home: Path) -> None:
