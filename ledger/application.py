@@ -59,7 +59,7 @@ from ledger.provision import ProvisionPayload
 from ledger.registry import Registry
 from ledger.schema import checkpoint as checkpoint_table
 from ledger.schema import log_entry
-from ledger.signing import check_shape, sign_statement, verify_commitment, verify_signatures
+from ledger.signing import SignatureChecks, check_shape, sign_statement, verify_commitment
 from ledger.storage import AppendedEntry, KirokuFactory, LogRecorder
 
 MAX_BATCH = 10_000
@@ -301,24 +301,26 @@ class Ledger(Application[UUID]):
         errors: dict[int, StatementRejected] = {}
         checked: list[_Checked] = []
         seen: dict[UUID, int] = {}
-        prechecked: list[tuple[int, Any, ProvisionPayload, datetime, bytes]] = []
+        prechecked: list[tuple[int, Any, ProvisionPayload]] = []
+        content: list[_Checked | StatementRejected] = []
+        # Signatures are checked on other cores as soon as each statement's key is known, while
+        # this thread goes on with the content checks; a bad signature still takes precedence
+        # over whatever the content check found.
+        signatures = SignatureChecks(parallel=len(submissions) >= 32)
         for position, submission in enumerate(submissions):
             try:
-                prechecked.append((position, submission, *self._precheck(submission, now)))
+                payload, moment, key = self._precheck(submission, now)
             except StatementRejected as exc:
                 errors[position] = exc
-        signatures = verify_signatures(
-            [(sub["statement"], sub["signature"], key) for _, sub, _, _, key in prechecked])
-        # While the signatures are checked on other cores, check content here; a bad signature
-        # still takes precedence over whatever the content check found.
-        content: list[_Checked | StatementRejected] = []
-        for position, submission, payload, moment, _ in prechecked:
+                continue
+            signatures.add(submission["statement"], submission["signature"], key)
+            prechecked.append((position, submission, payload))
             try:
                 content.append(self._postcheck(position, submission, payload, moment, stamp))
             except StatementRejected as exc:
                 content.append(exc)
-        for (position, submission, payload, _, _), bad, outcome in zip(
-                prechecked, signatures, content):
+        for (position, submission, payload), bad, outcome in zip(
+                prechecked, signatures.results(), content):
             try:
                 if bad is not None:
                     raise bad

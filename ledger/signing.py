@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import os
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
@@ -116,32 +116,61 @@ def verify_signature(envelope: dict[str, Any], signature_b64: str, public_key: b
 
 
 _POOL: ThreadPoolExecutor | None = None
-_PARALLEL_FROM = 32  # below this, thread hand-off costs more than it saves
+_CHUNK = 64  # statements per task: enough to amortise the hand-off to a thread
 
 
-def verify_signatures(
-    items: Sequence[tuple[dict[str, Any], str, bytes]],
-) -> Iterator[BadSignature | MalformedStatement | None]:
-    """Check many (statement, signature, public key) triples; None where the signature holds.
+def _check_one(item: tuple[dict[str, Any], str, bytes]) -> BadSignature | MalformedStatement | None:
+    try:
+        verify_signature(*item)
+    except (BadSignature, MalformedStatement) as exc:
+        return exc
+    return None
 
-    Ed25519 verification in ``cryptography`` releases the GIL, so large batches use a thread per
-    core. The checks start at once and the results are yielded in order, so the caller can do
-    other work on the batch meanwhile.
+
+def _check_chunk(chunk: list[tuple[dict[str, Any], str, bytes]]
+                 ) -> list[BadSignature | MalformedStatement | None]:
+    return [_check_one(item) for item in chunk]
+
+
+class SignatureChecks:
+    """Checks (statement, signature, public key) triples as they are added.
+
+    Ed25519 verification in ``cryptography`` releases the GIL, so with ``parallel`` the checks run
+    on a thread per core in chunks, started while the caller goes on with other work; results
+    come back in the order added (None where the signature holds).
     """
-    def check(item: tuple[dict[str, Any], str, bytes]) -> BadSignature | MalformedStatement | None:
-        try:
-            verify_signature(*item)
-        except (BadSignature, MalformedStatement) as exc:
-            return exc
-        return None
 
-    if len(items) < _PARALLEL_FROM:
-        return iter([check(item) for item in items])
-    global _POOL
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 1,
-                                   thread_name_prefix="kiroku-verify")
-    return _POOL.map(check, items)
+    def __init__(self, *, parallel: bool) -> None:
+        self._parallel = parallel
+        self._chunk: list[tuple[dict[str, Any], str, bytes]] = []
+        self._done: list[Future[list[BadSignature | MalformedStatement | None]]] = []
+        self._serial: list[BadSignature | MalformedStatement | None] = []
+
+    def add(self, statement: dict[str, Any], signature: str, public_key: bytes) -> None:
+        item = (statement, signature, public_key)
+        if not self._parallel:
+            self._serial.append(_check_one(item))
+            return
+        self._chunk.append(item)
+        if len(self._chunk) == _CHUNK:
+            self._submit()
+
+    def _submit(self) -> None:
+        global _POOL
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 1,
+                                       thread_name_prefix="kiroku-verify")
+        self._done.append(_POOL.submit(_check_chunk, self._chunk))
+        self._chunk = []
+
+    def results(self) -> Iterator[BadSignature | MalformedStatement | None]:
+        if not self._parallel:
+            yield from self._serial
+            return
+        if self._chunk:
+            self._submit()
+        for future in self._done:
+            yield from future.result()
 
 
 def verify_commitment(envelope: dict[str, Any], payload: Any, salt_b64: str, *,
