@@ -104,7 +104,8 @@ class _Checked:
 
 
 class Ledger(Application[UUID]):
-    """kiroku's event-sourced ledger. Open with ``Ledger.open(settings, operator_key)``."""
+    """kiroku's event-sourced ledger: ``Ledger(settings, operator_key)`` opens it and re-verifies
+    its latest checkpoint before anything is served or appended."""
 
     name = "Ledger"
 
@@ -488,9 +489,6 @@ class Ledger(Application[UUID]):
     # Queries --------------------------------------------------------------------------------
     def tree_size(self) -> int:
         return self.log.tree_size()
-
-    def tree(self, size: int | None = None) -> StoredTree:
-        return StoredTree(self.log, self.tree_size() if size is None else size)
 
     def get_root(self, size: int | None = None) -> bytes:
         current = self.tree_size()

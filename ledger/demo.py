@@ -83,6 +83,3 @@ def run_demo(ledger: Ledger, *, provisions: int, seed: int, residents: int = 200
     ledger.checkpoint()
     return DemoResult(appended, ledger.tree_size(), len(agencies), people)
 
-
-def ensure_operator_key(key_path: Path) -> tuple[SigningKey, bool]:
-    return load_or_create(key_path)
