@@ -30,6 +30,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -82,6 +83,11 @@ def parse_header(value: str) -> dict[str, str]:
     return params
 
 
+class NonceStore(Protocol):
+    def check_and_add(self, key_id: str, nonce: str, now: float) -> None:
+        """Raise Unauthenticated when (key_id, nonce) was used before within the window."""
+
+
 class NonceCache:
     """(key id, nonce) pairs seen within the clock-skew window, bounded in size."""
 
@@ -101,7 +107,7 @@ class NonceCache:
 
 
 def verify_request(header: str, method: str, target: str, body: bytes, *, ledger: object,
-                   auditors: dict[str, tuple[str, bytes]], skew: int, nonces: NonceCache
+                   auditors: dict[str, tuple[str, bytes]], skew: int, nonces: NonceStore
                    ) -> Principal:
     """Check a Kiroku-Signature header; return the authenticated principal."""
     params = parse_header(header)

@@ -13,7 +13,7 @@ from cryptography import x509
 from sqlalchemy import select
 
 from api.background import Appender, Housekeeper
-from api.request_signing import NonceCache
+from api.replay import NonceDatastore, SharedNonces
 from api.residents import CredentialStore, load_trust_anchors
 from api.settings import ApiSettings
 from api.tokens import TokenSigner
@@ -58,8 +58,8 @@ class Services:
     housekeeper: Housekeeper
     appender: Appender
     tokens: TokenSigner
-    nonces: NonceCache
-    challenges: NonceCache
+    nonces: SharedNonces
+    challenges: SharedNonces
     credentials: CredentialStore
     anchors: list[x509.Certificate]
     auditors: dict[str, tuple[str, bytes]]
@@ -73,13 +73,14 @@ class Services:
         housekeeper = Housekeeper(ledger, checkpoint_interval=settings.checkpoint_interval,
                                   projection_interval=settings.projection_interval,
                                   catch_up=projections.catch_up)
+        replay_store = NonceDatastore(url=settings.database_url)
         ca = settings.resident_ca_path()
         anchors = load_trust_anchors(ca) if ca.exists() or not settings.demo else []
         return cls(settings=settings, ledger=ledger, housekeeper=housekeeper,
                    appender=Appender(ledger, housekeeper),
                    tokens=TokenSigner(settings.secret()),
-                   nonces=NonceCache(settings.request_skew),
-                   challenges=NonceCache(settings.challenge_ttl),
+                   nonces=SharedNonces(replay_store, "request", settings.request_skew),
+                   challenges=SharedNonces(replay_store, "challenge", settings.challenge_ttl),
                    credentials=CredentialStore(ledger), anchors=anchors,
                    auditors=settings.auditors(), projections=projections)
 

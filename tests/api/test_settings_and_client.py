@@ -5,10 +5,18 @@ from __future__ import annotations
 import base64
 
 import pytest
+from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from api.settings import ApiSettings
-from kiroku.client import AgencyClient, ApiProblem, AuditorClient, ResidentClient, verify_record
+from kiroku.client import (
+    AgencyClient,
+    ApiProblem,
+    AuditorClient,
+    ResidentClient,
+    sign_login,
+    verify_record,
+)
 from ledger.keys import SigningKey
 from tests.api.conftest import SUBJECT_A, Env
 
@@ -84,3 +92,25 @@ def test_verify_record_detects_tampering(env: Env) -> None:
     other_vkey = "test.kiroku/log+00000000+" + base64.b64encode(b"\x01" + b"\x00" * 32).decode()
     with pytest.raises(VerificationError):
         verify_record(detail, other_vkey)
+
+
+def test_a_signed_request_replayed_to_another_worker_is_refused(env: Env) -> None:
+    """Two worker processes share the database: a nonce used on one is refused on the other."""
+    from api.app import create_app
+
+    target = f"/v1/agencies/{env.x}/report"
+    headers = env.headers("X", "GET", target)
+    assert env.client.get(target, headers=headers).status_code == 200
+    other = create_app(env.services.settings, env.world.ledger)  # a second worker's app
+    with TestClient(other) as second:
+        replayed = second.get(target, headers=headers)
+        assert replayed.status_code == 401
+        assert "replay" in replayed.json()["detail"]
+        # A login challenge, once used on one worker, is refused on the other as well.
+        cred = env.residents["A"]
+        challenge = env.client.post("/v1/auth/challenge").json()
+        body = {"certificate": cred.certificate, "challenge": challenge["challenge"],
+                "signature": base64.b64encode(
+                    sign_login(cred.key, challenge["message"].encode())).decode()}
+        assert env.client.post("/v1/auth/session", json=body).status_code == 200
+        assert second.post("/v1/auth/session", json=body).status_code == 401
