@@ -239,6 +239,55 @@ def agency_revoke_key(code: str, key_id: str) -> None:
         click.echo(json.dumps(receipt.to_json(), ensure_ascii=False))
 
 
+# -- residents' credentials -------------------------------------------------------------------
+@main.group()
+def resident() -> None:
+    """Map residents' login certificates to their pseudonyms (operator only; no My Number)."""
+
+
+@resident.command("register")
+@click.argument("certificate", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--subject", required=True, help="The resident's pseudonym (as in provisions).")
+@click.option("--ca", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              envvar="KIROKU_RESIDENT_CA", required=True,
+              help="Trusted resident CA (PEM); default: $KIROKU_RESIDENT_CA, as the service uses.")
+def resident_register(certificate: Path, subject: str, ca: Path) -> None:
+    """Let the holder of CERTIFICATE log in as SUBJECT (after checking it against the CA)."""
+    from api.errors import Unauthenticated
+    from api.residents import (
+        CredentialStore,
+        check_certificate,
+        fingerprint,
+        load_trust_anchors,
+        parse_certificate,
+    )
+
+    with _errors():
+        try:
+            cert = parse_certificate(certificate.read_text(encoding="ascii"))
+            check_certificate(cert, load_trust_anchors(ca))
+        except (Unauthenticated, UnicodeDecodeError) as exc:
+            _fail(f"{certificate}: {exc}", EXIT_UNUSABLE)
+        CredentialStore(_open_ledger(_settings())).register(cert, subject)
+        click.echo(f"registered certificate {fingerprint(cert)}")
+
+
+@resident.command("revoke")
+@click.argument("certificate", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def resident_revoke(certificate: Path) -> None:
+    """Stop CERTIFICATE from logging in; its sessions end within 30 seconds."""
+    from api.errors import Unauthenticated
+    from api.residents import CredentialStore, fingerprint, parse_certificate
+
+    with _errors():
+        try:
+            cert = parse_certificate(certificate.read_text(encoding="ascii"))
+        except (Unauthenticated, UnicodeDecodeError) as exc:
+            _fail(f"{certificate}: {exc}", EXIT_UNUSABLE)
+        CredentialStore(_open_ledger(_settings())).revoke(fingerprint(cert))
+        click.echo(f"revoked certificate {fingerprint(cert)}")
+
+
 # -- statements -------------------------------------------------------------------------------
 @main.command()
 @click.option("--key", "key_file", required=True,

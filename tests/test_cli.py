@@ -136,3 +136,28 @@ def test_unusable_input_exits_2(home: Path) -> None:
 def test_commands_need_init_first(home: Path) -> None:
     result = CliRunner().invoke(main, ["log", "checkpoint"])
     assert result.exit_code == 2 and "kiroku init" in result.output
+
+
+def test_operator_registers_and_revokes_a_resident_certificate(home: Path) -> None:
+    from api.demo import ensure_ca, issue_resident
+    from api.residents import CredentialStore, fingerprint, parse_certificate
+    from kiroku.cli import _open_ledger, _settings
+
+    _set_up_agencies(home)
+    ca_key, ca, ca_path = ensure_ca(home / "ca")
+    _, cert_path, _ = issue_resident(ca_key, ca, home / "residents", "A")
+    result = kiroku("resident", "register", str(cert_path), "--subject", "subj-CLITESTCLITESTCLIT",
+                    "--ca", str(ca_path))
+    assert result.exit_code == 0, result.output
+    fp = fingerprint(parse_certificate(cert_path.read_text()))
+    store = CredentialStore(_open_ledger(_settings()))
+    assert store.subject_for(fp) == "subj-CLITESTCLITESTCLIT"
+
+    other_key, other_ca, other_path = ensure_ca(home / "other-ca")
+    _, stranger, _ = issue_resident(other_key, other_ca, home / "strangers", "Z")
+    refused = CliRunner().invoke(main, ["resident", "register", str(stranger), "--subject",
+                                        "subj-X", "--ca", str(ca_path)])
+    assert refused.exit_code == 2 and "CA" in refused.output  # another CA (same name) is refused
+
+    assert kiroku("resident", "revoke", str(cert_path)).exit_code == 0
+    assert CredentialStore(_open_ledger(_settings())).subject_for(fp) is None
