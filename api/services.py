@@ -73,7 +73,8 @@ class Services:
         housekeeper = Housekeeper(ledger, checkpoint_interval=settings.checkpoint_interval,
                                   projection_interval=settings.projection_interval,
                                   catch_up=projections.catch_up)
-        replay_store = NonceDatastore(url=settings.database_url)
+        # The ledger's own database (settings.database_url is unset when derived from the home).
+        replay_store = NonceDatastore(url=ledger.settings.database_url)
         ca = settings.resident_ca_path()
         anchors = load_trust_anchors(ca) if ca.exists() or not settings.demo else []
         return cls(settings=settings, ledger=ledger, housekeeper=housekeeper,
