@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -114,3 +115,23 @@ def test_a_signed_request_replayed_to_another_worker_is_refused(env: Env) -> Non
                     sign_login(cred.key, challenge["message"].encode())).decode()}
         assert env.client.post("/v1/auth/session", json=body).status_code == 200
         assert second.post("/v1/auth/session", json=body).status_code == 401
+
+
+def test_demo_settings_without_a_database_url_serve_signed_requests(tmp_path: Path) -> None:
+    """In demo mode the database URL is derived from KIROKU_HOME; every store must follow it."""
+    from api.app import create_app
+    from api.request_signing import sign_request
+    from ledger.db import upgrade
+    from tests.ledger.fixtures import make_world
+
+    url = f"sqlite:///{tmp_path / 'kiroku.sqlite3'}"
+    upgrade(url)
+    world = make_world(url, tmp_path)
+    settings = ApiSettings(home=tmp_path, demo=True, background=False)
+    assert settings.database_url is None
+    with TestClient(create_app(settings, world.ledger)) as client:
+        target = f"/v1/agencies/{world.provider}/report"
+        header = sign_request(world.keys[world.provider], f"agency:{world.provider}", "GET",
+                              target)
+        assert client.get(target, headers={"Authorization": header}).status_code == 200
+    world.ledger.close()
