@@ -21,19 +21,19 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
-from eventsourcing.utils import Environment  # noqa: E402
-from eventsourcing_sqlalchemy.factory import SQLAlchemyFactory  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from eventsourcing.utils import Environment
+from eventsourcing_sqlalchemy.factory import SQLAlchemyFactory
 
-from ledger.domain import Provision, provision_id  # noqa: E402
-from tests.dbutil import postgres_available, postgres_database, sqlite_database  # noqa: E402
-from tests.ledger.fixtures import World, make_world  # noqa: E402
+from ledger.domain import Provision, provision_id
+from tests.dbutil import postgres_available, postgres_database, sqlite_database
+from tests.ledger.fixtures import World, make_world
 
 BATCH = 1000
 CALLERS = 8

@@ -52,7 +52,7 @@ def _open_ledger(settings: Settings, *, check: bool = True) -> Any:
               EXIT_UNUSABLE)
     try:
         revision = current(settings.database_url)
-    except Exception as exc:  # the driver's own error types vary; all mean "cannot open"
+    except Exception as exc:  # noqa: BLE001 -- driver error types vary; all mean "cannot open"
         _fail(f"cannot open database {settings.database_url}: {exc}", EXIT_UNUSABLE)
     if revision is None:
         _fail(f"database {settings.database_url} has no schema; run 'kiroku db upgrade'",
@@ -116,7 +116,7 @@ def init() -> None:
     from ledger.keys import load_or_create
 
     settings = _settings()
-    key, created = load_or_create(settings.operator_key_path)
+    _, created = load_or_create(settings.operator_key_path)
     upgrade(settings.database_url)
     with _errors():
         ledger = _open_ledger(settings)
@@ -500,7 +500,8 @@ def monitor(args: tuple[str, ...]) -> None:
 
 
 # -- projections (read models) ----------------------------------------------------------------
-from projections.cli import projections as _projections, report as _report  # noqa: E402
+from projections.cli import projections as _projections
+from projections.cli import report as _report
 
 main.add_command(_projections)
 main.add_command(_report)

@@ -36,12 +36,10 @@ from ledger.domain import (
     provision_id,
 )
 from ledger.encoding import b64encode, format_time, now_utc, parse_time
-from ledger.group_commit import GroupCommit
 from ledger.errors import (
     AlreadyRegistered,
     BatchRejected,
     BatchTooLarge,
-    CheckpointError,
     DuplicateConflict,
     InconsistentCheckpoint,
     IntegrityFailure,
@@ -53,6 +51,7 @@ from ledger.errors import (
     UnknownAgency,
     UnknownKey,
 )
+from ledger.group_commit import GroupCommit
 from ledger.keys import SigningKey, raw_public_key, statement_key_id
 from ledger.merkle import StoredTree
 from ledger.provision import ProvisionPayload
@@ -603,10 +602,7 @@ class Ledger(Application[UUID]):
 
     def verify_latest_checkpoint(self) -> None:
         """Start-up check: the latest signed checkpoint still holds over stored data."""
-        try:
-            latest = self.latest_checkpoint()
-        except CheckpointError:
-            raise
+        latest = self.latest_checkpoint()
         if latest is None:
             return
         size = self.tree_size()

@@ -18,7 +18,7 @@ MAX_GROUP = 1000
 
 
 class _Slot(Generic[R]):
-    __slots__ = ("submission", "event", "result", "error", "lead")
+    __slots__ = ("error", "event", "lead", "result", "submission")
 
     def __init__(self, submission: Any) -> None:
         self.submission = submission
@@ -56,7 +56,8 @@ class GroupCommit(Generic[R]):
             results = self._run([s.submission for s in group])
             for slot, result in zip(group, results):
                 slot.result = result
-        except BaseException as exc:  # the transaction failed: every statement in it did
+        except BaseException as exc:  # noqa: BLE001 -- the transaction failed, so did each statement
+            # in it: every waiter re-raises this error
             for slot in group:
                 slot.error = exc
         with self._lock:

@@ -18,8 +18,8 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
-import sqlite3
 import hashlib
+import sqlite3
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -145,8 +145,8 @@ class LogRecorder(SQLAlchemyApplicationRecorder):
             return []
         if session is not None:
             return self._insert_log(session, stored_events, log_entries, appended, precommit)
-        with writing(), self.transaction(commit=True) as session:
-            return self._insert_log(session, stored_events, log_entries, appended, precommit)
+        with writing(), self.transaction(commit=True) as own:
+            return self._insert_log(own, stored_events, log_entries, appended, precommit)
 
     def _insert_log(
         self,

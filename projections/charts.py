@@ -62,8 +62,8 @@ def operator_chart(report: dict[str, Any], limit: int = 20) -> str:
 
 def _open(title: str, height: int = _HEIGHT) -> list[str]:
     return [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{_WIDTH}" height="{height}" '
-        f'viewBox="0 0 {_WIDTH} {height}" font-family="sans-serif">',
+        (f'<svg xmlns="http://www.w3.org/2000/svg" width="{_WIDTH}" height="{height}" '
+         f'viewBox="0 0 {_WIDTH} {height}" font-family="sans-serif">'),
         f"<title>{escape(title)}</title>",
         '<rect width="100%" height="100%" fill="white"/>',
         _text(_WIDTH / 2, 24, title, size=14),

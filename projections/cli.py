@@ -44,7 +44,7 @@ def _opened() -> Iterator[Any]:
               EXIT_UNUSABLE)
     try:
         revision = current(settings.database_url)
-    except Exception as exc:  # the drivers' error types vary; all mean "cannot open"
+    except Exception as exc:  # noqa: BLE001 -- driver error types vary; all mean "cannot open"
         _fail(f"cannot open database {settings.database_url}: {exc}", EXIT_UNUSABLE)
     if revision is None:
         _fail(f"database {settings.database_url} has no schema; run 'kiroku db upgrade'",

@@ -27,14 +27,17 @@ from projections.views import CountKey, OperatorKey, aggregate
 __all__ = ["AgencyReport", "write_charts", "write_csv"]
 
 
+DEFAULT_RULES = Rules()
+
+
 class AgencyReport:
-    def __init__(self, store: ViewStore, labels: Labels, rules: Rules = Rules()) -> None:
+    def __init__(self, store: ViewStore, labels: Labels, rules: Rules = DEFAULT_RULES) -> None:
         self.store = store
         self.labels = labels
         self.rules = rules
 
     @classmethod
-    def for_ledger(cls, ledger: Ledger, rules: Rules = Rules()) -> AgencyReport:
+    def for_ledger(cls, ledger: Ledger, rules: Rules = DEFAULT_RULES) -> AgencyReport:
         from projections.runner import runner_for
 
         return cls(runner_for(ledger).store, Labels.for_ledger(ledger), rules)

@@ -29,6 +29,7 @@ from ledger.storage import KirokuDatastore, writing
 from projections.errors import ViewsMissing
 from projections.schema import AUDIT_TRACKING, RESIDENT_TRACKING, resident_record
 
+
 class ViewDatastore(KirokuDatastore):
     """The ledger's datastore (write transactions take SQLite's lock at BEGIN, so a transaction
     that reads its position and then writes cannot hit SQLITE_BUSY_SNAPSHOT when the ledger

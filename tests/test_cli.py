@@ -153,7 +153,7 @@ def test_operator_registers_and_revokes_a_resident_certificate(home: Path) -> No
     store = CredentialStore(_open_ledger(_settings()))
     assert store.subject_for(fp) == "subj-CLITESTCLITESTCLIT"
 
-    other_key, other_ca, other_path = ensure_ca(home / "other-ca")
+    other_key, other_ca, _ = ensure_ca(home / "other-ca")
     _, stranger, _ = issue_resident(other_key, other_ca, home / "strangers", "Z")
     refused = CliRunner().invoke(main, ["resident", "register", str(stranger), "--subject",
                                         "subj-X", "--ca", str(ca_path)])

@@ -90,7 +90,7 @@ def export_command(
         checkpoint_text = _read(checkpoint, "checkpoint")
         cp, _ = read_checkpoint(checkpoint_text, verifier)
         try:
-            stream = sys.stdin.buffer if export == "-" else open(export, "rb")
+            stream = sys.stdin.buffer if export == "-" else open(export, "rb")  # noqa: SIM115 -- closed by "with stream" below
         except OSError as exc:
             raise UnusableInput(f"cannot read export {export!r}: {exc.strerror or exc}") from None
         progress = Progress(cp.size)

@@ -210,7 +210,7 @@ def _slow_leaf(leaf: bytes) -> tuple[Any, ...]:
         )
     try:
         canonical = rfc8785.dumps(obj)
-    except Exception as exc:  # rfc8785 raises its own error family for unrepresentable values
+    except Exception as exc:  # noqa: BLE001 -- rfc8785 has its own error family for these
         raise EntryProblem(f"leaf cannot be canonicalised: {exc}") from None
     if canonical != leaf:
         raise EntryProblem("leaf bytes are not canonical JSON (RFC 8785), expected JCS(leaf)")
@@ -312,7 +312,7 @@ def _parse_slow(line: bytes) -> Entry:
     else:
         try:
             payload_jcs = canonical_json(payload)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 -- rfc8785 has its own error family for these
             payload_problem = f"payload cannot be canonicalised: {exc}"
         else:
             got = commitment_of(salt, payload_jcs)

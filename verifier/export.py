@@ -24,16 +24,16 @@ from dataclasses import dataclass
 
 from verifier.checkpoint import Checkpoint, open_checkpoint, parse_checkpoint_body
 from verifier.chunks import CHUNK_SIZE, ChunkJob, ChunkResult, check_chunk
+from verifier.entry import EntryProblem, parse_line
 from verifier.errors import (
     CheckpointSignatureError,
     EntryError,
     MalformedCheckpoint,
     RootMismatch,
 )
-from verifier.note import NoteVerifier, parse_note
-from verifier.entry import EntryProblem, parse_line
 from verifier.keys import AgencyKey, KeyProblem, KeyRegistry
-from verifier.sequence import Lookahead, LogState, check_run
+from verifier.note import NoteVerifier, parse_note
+from verifier.sequence import LogState, Lookahead, check_run
 
 
 @dataclass(frozen=True)

@@ -105,9 +105,8 @@ class KeyRegistry:
         if event[0] == "add":
             if current is None:  # a re-add can neither move valid_from nor lift a revocation
                 self.keys[(agency, key_id)] = AgencyKey(event[3], event[4])
-        elif current is not None:
-            if current.revoked_at is None or event[3] < current.revoked_at:
-                self.keys[(agency, key_id)] = AgencyKey(current.public_key, current.valid_from, event[3])
+        elif current is not None and (current.revoked_at is None or event[3] < current.revoked_at):
+            self.keys[(agency, key_id)] = AgencyKey(current.public_key, current.valid_from, event[3])
         self.history.append((agency, key_id))
 
     def public_key_for(self, entry: Entry) -> bytes:

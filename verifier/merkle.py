@@ -38,7 +38,7 @@ class CompactRange:
     (k = the largest power of two smaller than n), so :meth:`root` equals MTH(D[0:size]).
     """
 
-    __slots__ = ("_heights", "_hashes", "size")
+    __slots__ = ("_hashes", "_heights", "size")
 
     def __init__(self) -> None:
         self._heights: list[int] = []

@@ -34,7 +34,7 @@ class HttpSource:
     def _get(self, path: str) -> bytes:
         url = self.url + path
         try:
-            with urllib.request.urlopen(url, timeout=_TIMEOUT) as response:  # noqa: S310 (http(s) only)
+            with urllib.request.urlopen(url, timeout=_TIMEOUT) as response:
                 return bytes(response.read(_MAX_BYTES))
         except (urllib.error.URLError, OSError, ValueError) as exc:
             raise UnusableInput(f"cannot fetch {url}: {exc}") from None
