@@ -19,7 +19,7 @@ from uuid import UUID
 from eventsourcing.application import Application
 from eventsourcing.persistence import IntegrityError, StoredEvent
 from eventsourcing.utils import get_topic
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 
 from ledger import checkpoints as cps
 from ledger.catalog import Catalog as CatalogData
@@ -132,7 +132,7 @@ class Ledger(Application[UUID]):
     def close(self) -> None:
         engine = self.log.datastore.engine
         super().close()
-        if engine is not None:
+        if isinstance(engine, Engine):
             engine.dispose()
 
     # Registry -------------------------------------------------------------------------------
@@ -443,7 +443,7 @@ class Ledger(Application[UUID]):
         # Each provision is a new aggregate with exactly one event, so the event is made directly
         # (as Aggregate._create would) and mapped to its stored form here, while other cores
         # still check signatures; building aggregate objects nobody reads cost a fifth of a batch.
-        event = Provision.Recorded(
+        event = Provision.Recorded(  # type: ignore[call-arg]  # fields come from Logged
             originator_id=provision_id(submitter, payload.request_id),
             originator_version=Provision.INITIAL_VERSION, timestamp=self._now_naive(),
             originator_topic=_PROVISION_TOPIC, statement=statement,

@@ -50,7 +50,7 @@ def erase_payloads(ledger: Ledger, before: datetime,
                     continue
                 if parse_time(event.logged_at, field="logged_at") >= before:
                     return erased  # log order is time order: nothing later is due
-                blank = dataclasses.replace(event, payload=None, salt=None)  # type: ignore[type-var]
+                blank = dataclasses.replace(event, payload=None, salt=None)  # type: ignore[call-arg]
                 session.execute(update(table).where(table.c.id == row.id).values(
                     state=ledger.mapper.to_stored_event(blank).state))
                 erased += 1

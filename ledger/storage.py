@@ -281,10 +281,10 @@ class LogRecorder(SQLAlchemyApplicationRecorder):
                                + ",".join(["{}"] * len(chunk)) + ")", chunk)
             found.update({(0, int(i)): bytes(h) for i, h in rows})
         for start in range(0, len(inner), 200):
-            chunk = inner[start:start + 200]
+            pairs = inner[start:start + 200]
             rows = _driver_sql(session, "SELECT level, idx, hash FROM kiroku_merkle_node WHERE "
-                               + " OR ".join(["(level = {} AND idx = {})"] * len(chunk)),
-                               [value for key in chunk for value in key])
+                               + " OR ".join(["(level = {} AND idx = {})"] * len(pairs)),
+                               [value for key in pairs for value in key])
             found.update({(int(lv), int(i)): bytes(h) for lv, i, h in rows})
         missing = set(keys) - found.keys()
         if missing:

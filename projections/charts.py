@@ -25,7 +25,7 @@ def monthly_chart(report: dict[str, Any]) -> str:
     step = plot_w / len(months)
     parts += _axis(top, plot_h)
     for i, month in enumerate(months):
-        x, base = _LEFT + i * step + step * 0.1, _HEIGHT - _BOTTOM
+        x, base = _LEFT + i * step + step * 0.1, float(_HEIGHT - _BOTTOM)
         for outcome in ("provided", "not_provided"):
             n = per_month[month].get(outcome, 0)
             h = plot_h * n / top

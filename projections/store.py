@@ -22,7 +22,7 @@ from typing import Any
 from eventsourcing.persistence import IntegrityError, Tracking
 from eventsourcing_sqlalchemy.datastore import SQLAlchemyDatastore
 from eventsourcing_sqlalchemy.recorders import SQLAlchemyTrackingRecorder
-from sqlalchemy import insert, inspect, select, update
+from sqlalchemy import Engine, insert, inspect, select, update
 from sqlalchemy.orm import Session
 
 from ledger.storage import KirokuDatastore, writing
@@ -132,5 +132,5 @@ class ViewStore:
         return write_transaction(self.datastore)
 
     def close(self) -> None:
-        if self.datastore.engine is not None:
+        if isinstance(self.datastore.engine, Engine):
             self.datastore.engine.dispose()

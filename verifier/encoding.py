@@ -13,7 +13,7 @@ TIME_PATTERN = r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{6})?Z"
 _TIME = re.compile(TIME_PATTERN)
 
 
-def b64decode(text: str) -> bytes:
+def b64decode(text: object) -> bytes:
     """Decode standard padded base64, rejecting any other alphabet, whitespace or stray bits.
 
     Raises ValueError. Rejecting non-canonical encodings keeps one value to one spelling, so two
@@ -31,7 +31,7 @@ def b64encode(raw: bytes) -> str:
     return binascii.b2a_base64(raw, newline=False).decode("ascii")
 
 
-def time_key(text: str) -> str:
+def time_key(text: object) -> str:
     """A string that sorts like the instant ``text`` names, or ValueError if it is not a log time.
 
     Log times have whole seconds or exactly six fractional digits, so padding the former to six
