@@ -29,13 +29,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ledger.application import Ledger  # noqa: E402
-from ledger.config import Settings  # noqa: E402
-from ledger.db import upgrade  # noqa: E402
-from ledger.keys import SigningKey  # noqa: E402
-from projections.history import notification_of  # noqa: E402
-from projections.resident import ResidentRecords  # noqa: E402
-from projections.runner import Batch, Runner  # noqa: E402
+from ledger.application import Ledger
+from ledger.config import Settings
+from ledger.db import upgrade
+from ledger.keys import SigningKey
+from projections.history import notification_of
+from projections.resident import ResidentRecords
+from projections.runner import Batch, Runner
 
 
 def open_ledger(home: Path) -> Ledger:

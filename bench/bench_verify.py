@@ -14,7 +14,6 @@ fresh subprocesses, side by side in the same run:
 from __future__ import annotations
 
 import argparse
-import base64
 import hashlib
 import json
 import os
@@ -28,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.verifier import exportgen as g  # noqa: E402  (test-only generator, reused here)
+from tests.verifier import exportgen as g
 
 SMALL = 100_000
 
@@ -67,8 +66,8 @@ def build(entries: int, directory: Path) -> None:
     tree = _Root()
     prev = bytes(32)
     count = 0
-    out = open(directory / "export.jsonl.tmp", "wb")
-    small_out = open(directory / "small.jsonl", "wb")
+    out = open(directory / "export.jsonl.tmp", "wb")  # noqa: SIM115 -- closed at the end
+    small_out = open(directory / "small.jsonl", "wb")  # noqa: SIM115 -- closed at the end
 
     def append(kind: str, agency: str, key, payload: dict) -> None:  # type: ignore[no-untyped-def]
         nonlocal prev, count

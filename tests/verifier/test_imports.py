@@ -37,8 +37,8 @@ def test_every_module_imports_only_stdlib_cryptography_rfc8785_and_itself() -> N
 def test_loading_the_cli_pulls_in_no_writer_module() -> None:
     code = (
         "import sys, verifier.cli, verifier.monitor, verifier.export;"
-        "bad = sorted(m for m in sys.modules if m.split('.')[0] in %r);"
-        "print(','.join(bad))" % (sorted(FORBIDDEN),)
+        f"bad = sorted(m for m in sys.modules if m.split('.')[0] in {sorted(FORBIDDEN)!r});"
+        "print(','.join(bad))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=PACKAGE.parent)

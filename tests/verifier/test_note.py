@@ -9,7 +9,12 @@ import pytest
 from tests.verifier.conftest import load_vectors
 from tests.verifier.exportgen import key_from_seed, sign_note, vkey_of
 from verifier.checkpoint import open_checkpoint, parse_checkpoint_body
-from verifier.errors import CheckpointSignatureError, MalformedCheckpoint, MalformedNote, MalformedVkey
+from verifier.errors import (
+    CheckpointSignatureError,
+    MalformedCheckpoint,
+    MalformedNote,
+    MalformedVkey,
+)
 from verifier.merkle import leaf_hash, verify_inclusion
 from verifier.note import NoteVerifier, open_note, parse_note
 
