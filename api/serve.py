@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import signal
+import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -22,8 +25,65 @@ def run(host: str, port: int, workers: int, *, log_level: str = "info") -> None:
     if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Workers write their counters here so that /metrics on any worker shows the sum.
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="kiroku-metrics-")
+    if workers > 1 and hasattr(socket, "SO_REUSEPORT"):
+        _run_reuseport(host, port, workers, log_level)
+        return
     uvicorn.run("api.app:app_from_env", factory=True, host=host, port=port, workers=workers,
                 log_level=log_level, proxy_headers=False, server_header=False)
+
+
+def _run_reuseport(host: str, port: int, workers: int, log_level: str) -> None:
+    """One listening socket per worker, bound with SO_REUSEPORT.
+
+    With uvicorn's shared socket, whichever worker wakes first accepts a burst of new keep-alive
+    connections and keeps them: measured, one worker ran at 96% CPU and the other at 17%. With a
+    socket each, the kernel spreads connections evenly over the workers.
+    """
+    probe = _socket(host)
+    try:
+        probe.bind((host, port))  # fail here, once and clearly, if the address is taken
+    except OSError as exc:
+        print(f"kiroku: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    finally:
+        probe.close()
+    context = multiprocessing.get_context("spawn")
+    children = [context.Process(target=_worker, args=(host, port, log_level), daemon=False)
+                for _ in range(workers)]
+    for child in children:
+        child.start()
+
+    def stop(_signum: int, _frame: object) -> None:
+        for child in children:
+            if child.is_alive():
+                child.terminate()
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    for child in children:
+        child.join()
+    if any(child.exitcode not in (0, -signal.SIGTERM) for child in children):
+        raise SystemExit(1)
+
+
+def _socket(host: str) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    return sock
+
+
+def _worker(host: str, port: int, log_level: str) -> None:
+    import uvicorn
+
+    sock = _socket(host)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    config = uvicorn.Config("api.app:app_from_env", factory=True, log_level=log_level,
+                            proxy_headers=False, server_header=False)
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 def _cmd() -> str:
