@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+from abc import abstractmethod
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any, ClassVar
@@ -38,8 +39,9 @@ class View(Projection[ViewTrackingRecorder]):
     topics = (PROVISION_TOPIC,)
     tables: ClassVar[tuple[Table, ...]] = ()
 
+    @abstractmethod
     def write(self, session: Session, facts: Sequence[ProvisionFact]) -> None:
-        raise NotImplementedError  # each view defines it
+        """Write the rows for ``facts`` in ``session`` (the caller's transaction)."""
 
     @singledispatchmethod
     def process_event(self, domain_event: Any, tracking: Tracking) -> None:
