@@ -43,21 +43,12 @@ def _settings() -> Settings:
 
 
 def _open_ledger(settings: Settings, *, check: bool = True) -> Any:
-    from ledger.application import Ledger
-    from ledger.db import current
-    from ledger.keys import SigningKey
+    from ledger.opening import open_ledger
 
-    if not settings.operator_key_path.exists():
-        _fail(f"no operator key at {settings.operator_key_path}; run 'kiroku init' first",
-              EXIT_UNUSABLE)
     try:
-        revision = current(settings.database_url)
-    except Exception as exc:  # noqa: BLE001 -- driver error types vary; all mean "cannot open"
-        _fail(f"cannot open database {settings.database_url}: {exc}", EXIT_UNUSABLE)
-    if revision is None:
-        _fail(f"database {settings.database_url} has no schema; run 'kiroku db upgrade'",
-              EXIT_UNUSABLE)
-    return Ledger(settings, SigningKey.load(settings.operator_key_path), check=check)
+        return open_ledger(settings, check=check)
+    except ConfigurationError as exc:
+        _fail(str(exc), EXIT_UNUSABLE)
 
 
 def _read_json_documents(source: IO[str]) -> list[Any]:

@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from ledger.errors import LedgerError
+from ledger.errors import ConfigurationError, LedgerError
 from projections.errors import ProjectionError, ViewsMissing
 
 EXIT_FAILED = 1
@@ -33,27 +33,14 @@ def _fail(message: str, code: int) -> None:
 @contextmanager
 def _opened() -> Iterator[Any]:
     """The ledger of $KIROKU_HOME / $KIROKU_DATABASE_URL, with user-facing errors."""
-    from ledger.application import Ledger
     from ledger.config import Settings
-    from ledger.db import current
-    from ledger.keys import SigningKey
+    from ledger.opening import open_ledger
 
-    settings = Settings.from_env()
-    if not settings.operator_key_path.exists():
-        _fail(f"no operator key at {settings.operator_key_path}; run 'kiroku init' first",
-              EXIT_UNUSABLE)
-    try:
-        revision = current(settings.database_url)
-    except Exception as exc:  # noqa: BLE001 -- driver error types vary; all mean "cannot open"
-        _fail(f"cannot open database {settings.database_url}: {exc}", EXIT_UNUSABLE)
-    if revision is None:
-        _fail(f"database {settings.database_url} has no schema; run 'kiroku db upgrade'",
-              EXIT_UNUSABLE)
     ledger = None
     try:
-        ledger = Ledger(settings, SigningKey.load(settings.operator_key_path))
+        ledger = open_ledger(Settings.from_env())
         yield ledger
-    except ViewsMissing as exc:
+    except (ViewsMissing, ConfigurationError) as exc:
         _fail(str(exc), EXIT_UNUSABLE)
     except ProjectionError as exc:
         _fail(f"{exc.code}: {exc}", EXIT_UNUSABLE)
