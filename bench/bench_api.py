@@ -1,6 +1,6 @@
 """HTTP benchmark of the service: appends per second and latency over loopback, 2 workers.
 
-    python bench/bench_api.py [--seconds 10] [--concurrency 32] [--entries 1000000]
+    python bench/bench_api.py [--seconds 10] [--concurrency 32] [--entries 1000000] [--cache DIR]
 
 Starts ``kiroku serve --workers 2`` on 127.0.0.1 (only) over a fresh SQLite database under a
 temporary $KIROKU_HOME, then measures, each phase bounded in requests and time:
@@ -10,7 +10,8 @@ temporary $KIROKU_HOME, then measures, each phase bounded in requests and time:
 3. the baseline, in the same run: the same single statements appended in-process through
    ``Ledger.append`` from N threads (no HTTP), so the HTTP cost is visible;
 4. resident list latency (GET /v1/me/provisions) with the log grown to ``--entries`` entries
-   (bulk-loaded in-process in batches first; 1M takes a while, use --entries to shrink).
+   (bulk-loaded in-process in batches first; 1M takes a while, use --entries to shrink, or
+   ``--cache DIR`` to keep the loaded home in DIR and start later runs from a copy of it).
 
 Statements are signed before timing starts. Prints medians of per-second rates and p50/p99.
 Targets (issue 4): >= 1,000 single appends/s, >= 4,000 statements/s in batches, list p99 <= 50 ms.
@@ -201,15 +202,26 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=8799)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--database-url", help="PostgreSQL instead of SQLite")
+    parser.add_argument("--cache", type=Path,
+                        help="SQLite only: keep the loaded KIROKU_HOME here; later runs copy it")
     args = parser.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="kiroku-bench-api-"))
+    if args.cache and args.database_url:
+        raise SystemExit("--cache copies the SQLite home; it cannot be used with --database-url")
+    cached = args.cache is not None and (args.cache / "kiroku.sqlite3").exists()
+    if cached:
+        shutil.copytree(args.cache, home, dirs_exist_ok=True)
     if args.database_url:
         os.environ["KIROKU_DATABASE_URL"] = args.database_url
     server = None
     try:
         print(f"preparing {args.entries} entries in {home}", file=sys.stderr)
         ledger, keys, _population, creds = _prepare(home, args.entries)
+        if args.cache is not None and not cached:
+            ledger.close()
+            shutil.copytree(home, args.cache, dirs_exist_ok=True)
+            ledger, keys, _population, creds = _prepare(home, args.entries)
         singles = _statements(ledger, keys, args.singles, "single")
         batches_flat = _statements(ledger, keys, args.batches * args.batch_size, "batch")
         batches = [batches_flat[i:i + args.batch_size]

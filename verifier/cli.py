@@ -20,7 +20,13 @@ from typing import Any
 
 from verifier.checkpoint import Checkpoint, open_checkpoint
 from verifier.errors import InclusionProofError, UnusableInput, VerificationError
-from verifier.export import default_workers, export_lines, read_checkpoint, verify_export
+from verifier.export import (
+    default_workers,
+    export_lines,
+    read_checkpoint,
+    verify_export,
+    verify_export_file,
+)
 from verifier.merkle import leaf_hash, verify_inclusion
 from verifier.note import NoteVerifier
 from verifier.prefix import verify_extends
@@ -89,19 +95,24 @@ def export_command(
         verifier = load_vkey(vkey)
         checkpoint_text = _read(checkpoint, "checkpoint")
         cp, _ = read_checkpoint(checkpoint_text, verifier)
+        progress = Progress(cp.size)
+        options: dict[str, Any] = {"check_signatures": signatures, "workers": workers,
+                                   "progress": progress}
         try:
-            stream = sys.stdin.buffer if export == "-" else open(export, "rb")  # noqa: SIM115 -- closed by "with stream" below
+            if export != "-" and os.path.isfile(export):
+                # A regular file: the workers read their chunks from it themselves.
+                report = verify_export_file(export, checkpoint_text, verifier, **options)
+            else:
+                try:
+                    stream = sys.stdin.buffer if export == "-" else open(export, "rb")  # noqa: SIM115 -- closed by "with stream" below
+                except OSError as exc:
+                    raise UnusableInput(
+                        f"cannot read export {export!r}: {exc.strerror or exc}") from None
+                with stream:
+                    report = verify_export(export_lines(stream), checkpoint_text, verifier,
+                                           **options)
         except OSError as exc:
             raise UnusableInput(f"cannot read export {export!r}: {exc.strerror or exc}") from None
-        progress = Progress(cp.size)
-        try:
-            with stream:
-                report = verify_export(
-                    export_lines(stream), checkpoint_text, verifier, check_signatures=signatures,
-                    workers=workers, progress=progress,
-                )
-        except OSError as exc:
-            raise UnusableInput(f"cannot read export {export!r}: {exc}") from None
         finally:
             progress.close()
     except VerificationError as exc:

@@ -8,12 +8,16 @@ from pathlib import Path
 
 import pytest
 import rfc8785
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tests.verifier import exportgen as g
+from verifier.chunks import ChunkJob, fast_chunk, general_chunk
 from verifier.cli import main
 from verifier.entry import canonical_json
 from verifier.errors import CheckpointSignatureError, RootMismatch, VerificationError
-from verifier.export import verify_export
+from verifier.export import verify_export, verify_export_file
+from verifier.keys import KeyRegistry
 from verifier.note import NoteVerifier
 
 
@@ -22,9 +26,23 @@ def run(log: g.Log, lines: list[bytes], checkpoint: str | None = None, **kw: obj
     return verify_export(lines, checkpoint or log.checkpoint(), NoteVerifier.from_vkey(log.vkey), **kw)  # type: ignore[arg-type]
 
 
-def failure(log: g.Log, lines: list[bytes], checkpoint: str | None = None, **kw: object) -> VerificationError:
+def run_file(log: g.Log, lines: list[bytes], checkpoint: str | None = None, *,
+             data: bytes | None = None, **kw: object):  # type: ignore[no-untyped-def]
+    """The same check through ``verify_export_file`` (workers read chunks from the file)."""
+    import tempfile
+
+    kw.setdefault("workers", 0)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "export.jsonl"
+        path.write_bytes(log.export(lines) if data is None else data)
+        return verify_export_file(str(path), checkpoint or log.checkpoint(),
+                                  NoteVerifier.from_vkey(log.vkey), **kw)  # type: ignore[arg-type]
+
+
+def failure(log: g.Log, lines: list[bytes], checkpoint: str | None = None, *, file: bool = False,
+            **kw: object) -> VerificationError:
     with pytest.raises(VerificationError) as info:
-        run(log, lines, checkpoint, **kw)
+        (run_file if file else run)(log, lines, checkpoint, **kw)
     return info.value
 
 
@@ -108,11 +126,69 @@ def test_parallel_chunks_report_the_same(small_log: g.Log, name: str, tamper: Ca
     assert (err.index, err.kind) == (index, kind), str(err)
 
 
+@pytest.mark.parametrize("name,tamper,index,kind", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("workers,chunk_size", [(0, 4096), (0, 1), (2, 4)])
+def test_export_file_reports_the_same(small_log: g.Log, name: str, tamper: Callable, index: int | None,
+                                      kind: str, workers: int, chunk_size: int) -> None:
+    err = failure(small_log, tamper(list(small_log.lines)), file=True, workers=workers,
+                  chunk_size=chunk_size)
+    assert (err.index, err.kind) == (index, kind), str(err)
+
+
 def test_parallel_chunks_pass_a_valid_log_across_key_changes(small_log: g.Log) -> None:
     # chunk_size 2 puts registrations and revocations in chunks that were sent before the
     # chunks that change keys were folded in: the stale-registry path must re-check, not fail.
     for chunk in (1, 2, 4, 8, 64):
         assert run(small_log, small_log.lines, workers=2, chunk_size=chunk).entries == 31
+        assert run_file(small_log, small_log.lines, workers=2, chunk_size=chunk).entries == 31
+
+
+def test_export_file_line_ends(small_log: g.Log) -> None:
+    export = small_log.export()
+    assert run_file(small_log, [], data=export.rstrip(b"\n")).entries == 31  # no final newline
+    err = failure(small_log, [], file=True, data=export + b"\n")  # a blank line after the last
+    assert (err.index, err.kind) == (31, "export-too-long")
+    empty = g.Log(operator=g.key_from_seed(7))
+    assert run_file(empty, [], data=b"").entries == 0
+    err = failure(small_log, [], file=True, data=b"")
+    assert (err.index, err.kind) == (0, "export-too-short")
+
+
+def _jobs(log: g.Log, lines: list[bytes], size: int, signatures: bool) -> list[tuple[ChunkJob, list[bytes]]]:
+    """Chunk jobs as the main process would send them, with the exact registry at each start."""
+    from verifier.sequence import LogState, Lookahead, check_run
+
+    state = LogState(KeyRegistry(NoteVerifier.from_vkey(log.vkey).public_key))
+    jobs = []
+    for start in range(0, len(lines), size):
+        chunk = lines[start:start + size]
+        jobs.append((ChunkJob(start, b"\n".join(chunk), len(chunk), dict(state.registry.keys),
+                              state.registry.operator_public_key, signatures), chunk))
+        try:
+            check_run(state, Lookahead(iter(chunk)), check_signatures=signatures)
+        except VerificationError:
+            break
+    return jobs
+
+
+@pytest.mark.parametrize("name,tamper,index,kind", CASES, ids=[c[0] for c in CASES])
+def test_fast_chunk_accepts_only_what_the_general_check_accepts(
+        small_log: g.Log, name: str, tamper: Callable, index: int | None, kind: str) -> None:
+    lines = tamper(list(small_log.lines))
+    for size in (1, 2, 4, 8):
+        for signatures in (True, False):
+            for job, chunk in _jobs(small_log, lines, size, signatures):
+                fast = fast_chunk(job, chunk)
+                if fast is not None:
+                    assert fast == general_chunk(job, chunk), (job.start, size)
+
+
+def test_fast_chunk_takes_plain_provisions_and_leaves_the_rest(small_log: g.Log) -> None:
+    jobs = _jobs(small_log, small_log.lines, 4, True)
+    fast = {job.start for job, chunk in jobs if fast_chunk(job, chunk) is not None}
+    # 0-4 are the catalog and registrations, 17-18 a key change, 5-16 and 19-30 provisions
+    # (some erased): every chunk of provisions only goes the fast way.
+    assert fast == {8, 12, 20, 24, 28}
 
 
 def test_too_long(small_log: g.Log) -> None:
@@ -210,3 +286,44 @@ def test_cli_unusable_input_exits_2(files: dict[str, str], args: list[str], caps
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.strip()
+
+
+@given(data=st.lists(st.sampled_from([b"a", b"bb", b"\n", b"ccc\n", b"\n\n", b"x" * 40]), max_size=30)
+       .map(b"".join),
+       size=st.integers(1, 9), window=st.sampled_from([1, 2, 7, 64]), average=st.sampled_from([0.5, 3.0, 50.0]))
+def test_file_chunks_cut_the_lines_export_lines_reads(data: bytes, size: int, window: int, average: float) -> None:
+    import io
+    import tempfile
+
+    from verifier.export import _FileChunks, export_lines
+
+    expected = list(export_lines(io.BytesIO(data)))
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "export.jsonl"
+        path.write_bytes(data)
+        chunks = _FileChunks(str(path), None)
+        chunks.WINDOW, chunks._average = window, average  # type: ignore[misc]
+        template = ChunkJob(0, None, 0, {}, b"", False)
+        got: list[bytes] = []
+        try:
+            while (taken := chunks.take(len(got), size, {}, template)) is not None:
+                job, item = taken
+                assert job.span is not None and 1 <= job.count <= size
+                _, offset, length = job.span
+                lines = data[offset:offset + length].split(b"\n")
+                assert len(lines) == job.count and lines == chunks.lines_of(item)
+                got += lines
+        finally:
+            chunks.close()
+    assert got == expected
+
+
+def test_cli_reads_the_export_from_stdin(files: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    import io
+
+    for name, code in (("export.jsonl", 0), ("bad.jsonl", 1)):
+        data = Path(files[name]).read_bytes()
+        monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(data)))
+        assert main(["-", "--checkpoint", files["checkpoint"], "--vkey", files["vkey"]]) == code
+    assert capsys.readouterr().out.splitlines()[-1].startswith("FAIL index 10: entries-reordered")
