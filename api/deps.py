@@ -3,6 +3,9 @@
 Authentication happens here and nowhere else: ``Bearer`` session tokens for residents,
 ``Kiroku-Signature`` signed requests for agencies and auditors. No credential gives 401; a valid
 credential of the wrong kind or for someone else gives 403 (raised by the routes' checks here).
+
+Dependencies that only look at the request are ``async``: FastAPI runs a plain ``def``
+dependency in its thread pool, and each such hop cost more than the dependency itself.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
 
 from api.errors import Forbidden, Unauthenticated
 from api.request_signing import SCHEME, Principal, verify_request
@@ -18,18 +22,18 @@ from api.settings import ApiSettings
 from ledger.application import Ledger
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     return request.app.state.services  # type: ignore[no-any-return]
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_ledger(services: ServicesDep) -> Ledger:
+async def get_ledger(services: ServicesDep) -> Ledger:
     return services.ledger
 
 
-def get_settings(services: ServicesDep) -> ApiSettings:
+async def get_settings(services: ServicesDep) -> ApiSettings:
     return services.settings
 
 
@@ -73,19 +77,21 @@ class Resident:
         self.fingerprint = fingerprint
 
 
-def require_resident(caller: CallerDep, services: ServicesDep) -> Resident:
+async def require_resident(caller: CallerDep, services: ServicesDep) -> Resident:
     if caller is None:
         raise Unauthenticated("log in as a resident: POST /v1/auth/challenge, then "
                               "/v1/auth/session")
     if caller.kind != "resident":
         raise Forbidden("only residents can read their own records here")
-    subject = services.credentials.subject_for(caller.name)
+    known, subject = services.credentials.cached(caller.name)
+    if not known:  # the database only on a cache miss, and then off the event loop
+        subject = await run_in_threadpool(services.credentials.subject_for, caller.name)
     if subject is None:
         raise Unauthenticated("this certificate is no longer registered; log in again")
     return Resident(subject, caller.name)
 
 
-def require_auditor(caller: CallerDep) -> Principal:
+async def require_auditor(caller: CallerDep) -> Principal:
     if caller is None:
         raise Unauthenticated("this route needs an auditor's signed request")
     if caller.kind != "auditor":
@@ -93,7 +99,7 @@ def require_auditor(caller: CallerDep) -> Principal:
     return caller
 
 
-def require_agency_or_auditor(caller: CallerDep) -> Principal:
+async def require_agency_or_auditor(caller: CallerDep) -> Principal:
     if caller is None:
         raise Unauthenticated("this route needs an agency's or an auditor's signed request")
     if caller.kind not in ("agency", "auditor"):

@@ -136,12 +136,19 @@ class CredentialStore:
         with self._lock:
             self._cache.pop(cert_sha256, None)
 
-    def subject_for(self, cert_sha256: str) -> str | None:
-        now = time.monotonic()
+    def cached(self, cert_sha256: str) -> tuple[bool, str | None]:
+        """(True, subject or None) if the cache answers, without touching the database."""
         with self._lock:
             hit = self._cache.get(cert_sha256)
-        if hit is not None and now - hit[0] < self.CACHE_SECONDS:
-            return hit[1]
+        if hit is not None and time.monotonic() - hit[0] < self.CACHE_SECONDS:
+            return True, hit[1]
+        return False, None
+
+    def subject_for(self, cert_sha256: str) -> str | None:
+        known, subject = self.cached(cert_sha256)
+        if known:
+            return subject
+        now = time.monotonic()
         with self._log.transaction(commit=False) as session:
             row = session.execute(select(resident_credential.c.subject,
                                          resident_credential.c.revoked_at).where(
