@@ -19,7 +19,7 @@ from uuid import UUID
 from sqlalchemy import Select, false, or_, select
 
 from ledger.application import Ledger
-from projections.decode import format_micros, from_micros, micros
+from projections.decode import format_utc, from_micros, micros
 from projections.errors import InvalidQuery
 from projections.labels import AgencyLabel, ItemLabel, Label, Labels
 from projections.schema import resident_record as rr
@@ -152,8 +152,7 @@ class ResidentRecords:
             reason=row.reason,
         )
 
-def _rfc3339(moment: datetime) -> str:
-    return format_micros(micros(moment.isoformat()))
+_rfc3339 = format_utc
 
 def _micros(moment: datetime, name: str) -> int:
     if moment.tzinfo is None:
