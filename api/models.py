@@ -129,12 +129,66 @@ class Session(BaseModel):
     expires_at: str = Field(examples=["2026-06-10T01:38:45Z"])
 
 
+class AgencyName(BaseModel):
+    code: str = Field(examples=["131121"])
+    name_ja: str = Field(examples=["世田谷区"])
+    name_en: str = Field(examples=["Setagaya City"])
+
+
+class AffairName(BaseModel):
+    id: str = Field(examples=["2"])
+    ja: str = Field(examples=["健康保険法による保険給付の支給に関する事務"])
+    en: str = Field(examples=["Payment of insurance benefits under the Health Insurance Act"])
+
+
+class ItemName(BaseModel):
+    code: str = Field(examples=["地方税関係情報"])
+    ja: str = Field(examples=["地方税関係情報"])
+    en: str = Field(examples=["Local-tax information (assessed tax and its basis)"])
+
+
+class Record(BaseModel):
+    """Who asked whom for what about the resident, for which affair, and what happened."""
+
+    id: str = Field(description="The provision's id (for GET /v1/me/provisions/{id})",
+                    examples=["b0edf813-295c-53f5-9222-2ae16c48d137"])
+    index: int = Field(description="Its position in the log", examples=[1041])
+    requested_at: str = Field(examples=["2026-06-10T01:23:00Z"])
+    provided_at: str | None = Field(examples=["2026-06-10T01:23:40Z"])
+    requester: AgencyName
+    provider: AgencyName
+    affair: AffairName
+    basis: str = Field(description="Row of the legal-basis table (My Number Act, Annexed "
+                       "Table 2)", examples=["2-4"])
+    items: list[ItemName]
+    outcome: str = Field(examples=["provided"], description="provided or not_provided")
+    reason: str | None = Field(examples=[None], description="Reason code when not provided")
+
+
+_RECORD_EXAMPLE: dict[str, Any] = {
+    "id": "b0edf813-295c-53f5-9222-2ae16c48d137", "index": 1041,
+    "requested_at": "2026-06-10T01:23:00Z", "provided_at": "2026-06-10T01:23:40Z",
+    "requester": {"code": "KYOKAI", "name_ja": "全国健康保険協会", "name_en": "Kyokai Kenpo"},
+    "provider": {"code": "131121", "name_ja": "世田谷区", "name_en": "Setagaya City"},
+    "affair": {"id": "2", "ja": "健康保険法による保険給付の支給に関する事務",
+               "en": "Payment of insurance benefits under the Health Insurance Act"},
+    "basis": "2-4",
+    "items": [{"code": "地方税関係情報", "ja": "地方税関係情報",
+               "en": "Local-tax information (assessed tax and its basis)"}],
+    "outcome": "provided", "reason": None,
+}
+
+
 class RecordPage(BaseModel):
     """One page of the resident's records, newest first; pass ``next_cursor`` as ``cursor``."""
 
-    items: list[dict[str, Any]]
+    model_config = ConfigDict(json_schema_extra={"example": {
+        "items": [_RECORD_EXAMPLE], "next_cursor": "MTc5NTUxMDQzNzAwMDAwMDo4", "as_of": 1041}})
+
+    items: list[Record]
     next_cursor: str | None = None
-    as_of: int | None = Field(default=None, description="Log size the view reflects")
+    as_of: int | None = Field(default=None, description="The last log index the resident view "
+                              "has applied (null: none yet); later provisions are not shown yet")
 
 
 class RecordDetail(BaseModel):
@@ -142,7 +196,7 @@ class RecordDetail(BaseModel):
     ``inclusion.leaf_hash``; the proof leads to the root signed in ``checkpoint`` (check it with
     ``vkey``); the leaf's ``commitment`` is SHA-256 over ``salt`` and the payload."""
 
-    record: dict[str, Any]
+    record: Record
     leaf: str
     leaf_hash: str
     payload: dict[str, Any] | None
@@ -174,3 +228,70 @@ class LogInfo(BaseModel):
     origin: str = Field(examples=["kiroku.local/log"])
     vkey: str = Field(examples=["kiroku.local/log+1a2b3c4d+AbCd…"])
     tree_size: int = Field(examples=[1042])
+
+
+class ReportTotals(BaseModel):
+    as_requester: int = Field(examples=[0])
+    as_provider: int = Field(examples=[6])
+    not_provided: int = Field(examples=[0])
+    non_disclosed: int = Field(examples=[1])
+
+
+class Names(BaseModel):
+    ja: str
+    en: str
+
+
+class ReportCount(BaseModel):
+    role: str = Field(examples=["provider"])
+    month: str = Field(description="YYYY-MM in Japan Standard Time", examples=["2026-06"])
+    affair: str = Field(examples=["2"])
+    outcome: str = Field(examples=["provided"])
+    reason: str | None = Field(examples=[None])
+    n: int = Field(examples=[6])
+    non_disclosed: int = Field(examples=[1])
+
+
+class ReportOperator(BaseModel):
+    month: str = Field(examples=["2026-06"])
+    operator: str = Field(examples=["op-131121-07"])
+    n: int = Field(examples=[42])
+
+
+class ReportRefusal(BaseModel):
+    role: str = Field(examples=["provider"])
+    reason: str | None = Field(examples=["no-record"])
+    n: int = Field(examples=[3])
+
+
+class AgencyReport(BaseModel):
+    """An agency's audit report (projections.report): counts by role, JST month, affair and
+    outcome; requests per staff operator; refusals by reason; non-disclosed records; anomalies
+    (off-hours requests, operator outliers, bursts and repeated look-ups about one resident,
+    named by pseudonym) under the ``rules`` shown."""
+
+    model_config = ConfigDict(json_schema_extra={"example": {
+        "agency": {"code": "131121", "name_ja": "世田谷区", "name_en": "Setagaya City"},
+        "as_of": None,
+        "totals": {"as_requester": 0, "as_provider": 6, "not_provided": 0, "non_disclosed": 1},
+        "affairs": {"2": {"ja": "健康保険法による保険給付の支給に関する事務",
+                          "en": "Payment of insurance benefits under the Health Insurance Act"}},
+        "counts": [{"role": "provider", "month": "2026-06", "affair": "2",
+                    "outcome": "provided", "reason": None, "n": 6, "non_disclosed": 1}],
+        "operators": [], "refusals": [],
+        "anomalies": {"off_hours": {"count": 0, "items": []}, "operator_outliers": [],
+                      "bursts": [], "repeated_lookups": []},
+        "rules": {"business_start": "08:30", "business_end": "17:45", "holidays": ["01-01"],
+                  "operator_factor": 10.0, "operator_min": 40, "operator_min_peers": 2,
+                  "burst_count": 5, "burst_window": 3600, "repeat_count": 4,
+                  "repeat_window": 2592000}}})
+
+    agency: AgencyName
+    as_of: int | None = Field(description="The last log index counted (null: all projected)")
+    totals: ReportTotals
+    affairs: dict[str, Names]
+    counts: list[ReportCount]
+    operators: list[ReportOperator]
+    refusals: list[ReportRefusal]
+    anomalies: dict[str, Any]
+    rules: dict[str, Any]

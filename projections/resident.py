@@ -62,9 +62,11 @@ class ResidentRecord:
 class Page:
     items: list[ResidentRecord] = field(default_factory=list)
     next_cursor: str | None = None
+    as_of: int | None = None  # the last log index the view had applied when read
 
     def to_json(self) -> dict[str, Any]:
-        return {"items": [r.to_json() for r in self.items], "next_cursor": self.next_cursor}
+        return {"items": [r.to_json() for r in self.items], "next_cursor": self.next_cursor,
+                "as_of": self.as_of}
 
 class ResidentRecords:
     """Queries over the resident view. Thread-safe: each call is one read transaction."""
@@ -113,10 +115,13 @@ class ResidentRecords:
         self.store.check_schema()
         with self.store.read() as session:
             rows = session.execute(query).all()
+            applied = self.store.applied_index(session, "resident")
         more = len(rows) > limit
         rows = rows[:limit]
         next_cursor = _encode_cursor(rows[-1].requested_at, rows[-1].idx) if more else None
-        return Page([self._record(row) for row in rows], next_cursor)
+        if as_of is not None and applied is not None:
+            applied = min(applied, as_of)
+        return Page([self._record(row) for row in rows], next_cursor, applied)
 
     def get(self, subject: str, provision_id: UUID) -> ResidentRecord | None:
         """One of the subject's records by provision id; None if absent, another resident's,

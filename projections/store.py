@@ -124,6 +124,21 @@ class ViewStore:
             )
         self._checked = True
 
+    def applied_index(self, session: Session, name: str) -> int | None:
+        """The last log index projection ``name`` has applied, in ``session``'s snapshot."""
+        from ledger.application import Ledger
+        from ledger.schema import log_entry
+
+        table = self.tracking[name].tracking_table
+        position = (select(table.c.notification_id)
+                    .where(table.c.application_name == Ledger.name).scalar_subquery())
+        # Notification ids grow with the log index, so the newest applied entry is one index seek.
+        index = session.execute(
+            select(log_entry.c.idx).where(log_entry.c.notification_id <= position)
+            .order_by(log_entry.c.notification_id.desc()).limit(1)
+        ).scalar()
+        return None if index is None else int(index)
+
     def read(self) -> Any:
         """A read-only transaction (a context manager yielding a Session)."""
         return self.datastore.transaction(commit=False)

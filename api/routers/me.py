@@ -51,8 +51,7 @@ def list_provisions(
                                        agency=agency, affair=affair, cursor=cursor, limit=limit)
     except ValueError as exc:
         raise InvalidParameter(str(exc)) from None
-    return {"items": [item.to_json() for item in page.items], "next_cursor": page.next_cursor,
-            "as_of": getattr(page, "as_of", None)}
+    return page.to_json()
 
 
 @router.get("/provisions/{provision_id}", response_model=RecordDetail,

@@ -93,6 +93,21 @@ def test_list_only_own_visible_records_with_labels(env: Env) -> None:
     assert not {i["id"] for i in page["items"]} & {i["id"] for i in b_page["items"]}
 
 
+def test_page_says_how_far_the_view_has_read_the_log(env: Env) -> None:
+    last = env.world.ledger.tree_size() - 1
+    page = env.get("A", "/v1/me/provisions").json()
+    assert page["as_of"] == last
+    # A new provision about A is in the log, not yet in the view: the page says so by as_of.
+    receipt = env.client.post("/v1/provisions", json=env.world.statement(subject=SUBJECT_A))
+    assert receipt.status_code == 201
+    page = env.get("A", "/v1/me/provisions").json()
+    assert page["as_of"] == last and receipt.json()["id"] not in {i["id"] for i in page["items"]}
+    env.settle()
+    page = env.get("A", "/v1/me/provisions").json()
+    assert page["as_of"] == receipt.json()["index"]
+    assert receipt.json()["id"] in {i["id"] for i in page["items"]}
+
+
 def test_filters_and_cursor(env: Env) -> None:
     first = env.get("A", "/v1/me/provisions?limit=2").json()
     assert len(first["items"]) == 2 and first["next_cursor"]

@@ -56,3 +56,31 @@ def test_no_server_errors(api_env: Env) -> None:
     assert {(m, p) for m, p, _ in seen} == {(o.method.upper(), o.path) for o in operations}
     assert any(status < 300 for *_, status in seen)
     assert all(status < 500 for *_, status in seen)
+
+
+def _has_example(node: object, schemas: dict[str, object], depth: int = 0) -> bool:
+    if depth > 16:
+        return False
+    if isinstance(node, dict):
+        if "example" in node or "examples" in node:
+            return True
+        if "$ref" in node:
+            return _has_example(schemas.get(node["$ref"].split("/")[-1], {}), schemas, depth + 1)
+        return any(_has_example(value, schemas, depth + 1) for value in node.values())
+    if isinstance(node, list):
+        return any(_has_example(value, schemas, depth + 1) for value in node)
+    return False
+
+
+def test_every_operation_documents_an_example(api_env: Env) -> None:
+    document = api_env.client.get("/openapi.json").json()
+    schemas = document["components"]["schemas"]
+    missing = []
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            success = {code: r for code, r in operation["responses"].items() if code < "300"}
+            if not _has_example(success, schemas):
+                missing.append(f"{method.upper()} {path}: success response")
+            if "requestBody" in operation and not _has_example(operation["requestBody"], schemas):
+                missing.append(f"{method.upper()} {path}: request body")
+    assert not missing
