@@ -4,10 +4,13 @@ Single statements go through ``Ledger.append``, whose group commit lets concurre
 share one transaction and one fsync while each statement is accepted or refused on its own. A
 batch request is one ``append_batch``: all or nothing, and a checkpoint is signed right after it.
 
-The housekeeping thread signs a checkpoint whenever the log grew and the last one is older than
+The housekeeper signs a checkpoint whenever the log grew and the last one is older than
 ``KIROKU_CHECKPOINT_INTERVAL`` (the documented bound on how long a receipt waits for its
 inclusion proof), and brings the projections up to date every ``KIROKU_PROJECTION_INTERVAL``.
-With several workers each runs one; the ledger signs nothing new when the tree did not grow.
+``kiroku serve`` runs it in a process of its own (``housekeeping_main``), so that catching the
+views up after a burst of appends never holds a request worker's interpreter lock; an app made
+with ``create_app`` alone runs it as a thread. The ledger signs nothing new when the tree did
+not grow, so more than one housekeeper is harmless.
 """
 
 from __future__ import annotations
@@ -110,3 +113,53 @@ class Housekeeper:
             return
         self._last_projection = now
         self.catch_up(self.ledger)
+
+
+def housekeeping_main() -> None:
+    """Entry point of ``kiroku serve``'s housekeeping process: run until SIGTERM or SIGINT."""
+    import signal
+
+    from api.app import open_ledger
+    from api.services import Projections
+    from api.settings import ApiSettings
+
+    exit_with_parent()
+    _name_process(b"kiroku-housekeeper")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     kiroku housekeeper: %(message)s")
+    settings = ApiSettings()
+    ledger = open_ledger(settings)
+    keeper = Housekeeper(ledger, checkpoint_interval=settings.checkpoint_interval,
+                         projection_interval=settings.projection_interval,
+                         catch_up=Projections.load(ledger).catch_up)
+    signal.signal(signal.SIGTERM, lambda *_: keeper._stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: keeper._stopping.set())
+    log.info("started (checkpoints every %.1f s, views every %.1f s)",
+             settings.checkpoint_interval, settings.projection_interval)
+    try:
+        keeper._run()
+    finally:
+        ledger.close()
+
+
+def _name_process(name: bytes) -> None:
+    """Show ``name`` for this process in ps and top (Linux prctl PR_SET_NAME; elsewhere no-op)."""
+    _prctl(15, name[:15])
+
+
+def exit_with_parent() -> None:
+    """Have the kernel send SIGTERM when the serving parent dies (Linux PR_SET_PDEATHSIG), so a
+    killed ``kiroku serve`` leaves no orphaned workers holding the port or the database."""
+    import signal
+
+    _prctl(1, int(signal.SIGTERM))
+
+
+def _prctl(option: int, value: bytes | int) -> None:
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        argument = ctypes.c_char_p(value) if isinstance(value, bytes) else ctypes.c_ulong(value)
+        libc.prctl(option, argument, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
