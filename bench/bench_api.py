@@ -9,7 +9,8 @@ temporary $KIROKU_HOME, then measures, each phase bounded in requests and time:
 2. batches (POST /v1/provisions/batch, 500 statements each);
 3. the baseline, in the same run: the same single statements appended in-process through
    ``Ledger.append`` from N threads (no HTTP), so the HTTP cost is visible;
-4. resident list latency (GET /v1/me/provisions) with the log grown to ``--entries`` entries
+4. resident list latency (GET /v1/me/provisions, pages of 50) once the views have caught up
+   with the appends above, with the log grown to ``--entries`` entries
    (bulk-loaded in-process in batches first; 1M takes a while, use --entries to shrink, or
    ``--cache DIR`` to keep the loaded home in DIR and start later runs from a copy of it).
 
@@ -266,6 +267,16 @@ def main() -> int:
         print(f"batches of {args.batch_size}: {len(lat_b)} in {dur_b:.1f} s = "
               f"{batch_rate:.0f} statements/s, p50 {_pct(lat_b, 50) * 1000:.0f} ms, "
               f"p99 {_pct(lat_b, 99) * 1000:.0f} ms, errors {err_b}")
+
+        # Resident list at steady state: first let the housekeeping process bring the views up
+        # to date with the appends above (said, with how long it took), then read.
+        t = time.perf_counter()
+        while True:
+            health = httpx.get(url + "/healthz", timeout=10).json()
+            if all(view["lag"] == 0 for view in health.get("projections", [])):
+                break
+            time.sleep(0.2)
+        print(f"  views caught up with the appends in {time.perf_counter() - t:.1f} s")
 
         # Resident list: log in as the demo residents with the most records.
         from kiroku.client import ResidentClient
