@@ -7,6 +7,7 @@ its current name, the record itself (codes, times, outcome) is as it was.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -47,12 +48,18 @@ class ItemLabel:
 
 
 class Labels:
-    """Look-ups over the registry; an unknown code is shown as itself rather than failing."""
+    """Look-ups over the registry; an unknown code is shown as itself rather than failing.
+
+    Answers are memoised until the registry applies another registration entry (its position
+    moves): a resident's page looks up the same few agencies, affairs and items fifty times.
+    """
 
     def __init__(self, registry: Callable[[], Registry]) -> None:
         self._registry = registry
         self._catalog: Catalog | None = None
         self._affairs: dict[str, Label] = {}
+        self._seen: tuple[int, int] | None = None
+        self._memo: dict[tuple[str, str, str | None], Any] = {}
 
     @classmethod
     def for_ledger(cls, ledger: Ledger) -> Labels:
@@ -62,14 +69,32 @@ class Labels:
 
         return cls(fresh)
 
+    def _current(self) -> tuple[Registry, dict[tuple[str, str, str | None], Any]]:
+        registry = self._registry()
+        seen = (id(registry), registry.position)
+        if seen != self._seen:
+            self._seen, self._memo = seen, {}
+        return registry, self._memo
+
     def agency(self, code: str) -> AgencyLabel:
-        state = self._registry().agencies.get(code)
-        if state is None:
-            return AgencyLabel(code, code, code)
-        return AgencyLabel(code, state.name_ja, state.name_en)
+        registry, memo = self._current()
+        found: AgencyLabel | None = memo.get(("agency", code, None))
+        if found is None:
+            state = registry.agencies.get(code)
+            found = (AgencyLabel(code, code, code) if state is None
+                     else AgencyLabel(code, state.name_ja, state.name_en))
+            memo[("agency", code, None)] = found
+        return found
 
     def affair(self, affair: str, basis: str | None = None) -> Label:
-        catalog = self._current_catalog()
+        registry, memo = self._current()
+        found: Label | None = memo.get(("affair", affair, basis))
+        if found is None:
+            found = memo[("affair", affair, basis)] = self._affair(registry, affair, basis)
+        return found
+
+    def _affair(self, registry: Registry, affair: str, basis: str | None) -> Label:
+        catalog = self._current_catalog(registry)
         if catalog is not None and basis is not None:
             found = catalog.bases.get(basis)
             if found is not None and found.affair_id == affair:
@@ -77,12 +102,27 @@ class Labels:
         return self._affairs.get(affair) or Label(affair, affair, affair)
 
     def item(self, code: str) -> ItemLabel:
-        catalog = self._current_catalog()
-        label = catalog.items.get(code) if catalog is not None else None
-        return ItemLabel(code, label.ja, label.en) if label else ItemLabel(code, code, code)
+        registry, memo = self._current()
+        found: ItemLabel | None = memo.get(("item", code, None))
+        if found is None:
+            catalog = self._current_catalog(registry)
+            label = catalog.items.get(code) if catalog is not None else None
+            found = ItemLabel(code, label.ja, label.en) if label else ItemLabel(code, code, code)
+            memo[("item", code, None)] = found
+        return found
 
-    def _current_catalog(self) -> Catalog | None:
-        catalog = self._registry().catalog
+    def items(self, codes_json: str) -> list[ItemLabel]:
+        """Labels of a JSON array of item codes, as the views store it."""
+        _, memo = self._current()
+        found: tuple[ItemLabel, ...] | None = memo.get(("items", codes_json, None))
+        if found is None:
+            found = tuple(self.item(code) for code in json.loads(codes_json))
+            if len(memo) < 10_000:
+                memo[("items", codes_json, None)] = found
+        return list(found)
+
+    def _current_catalog(self, registry: Registry) -> Catalog | None:
+        catalog = registry.catalog
         if catalog is not self._catalog:
             self._catalog = catalog
             self._affairs = {}
