@@ -79,7 +79,7 @@ class Housekeeper:
 
     def start(self) -> None:
         self._stopping.clear()
-        self._thread = threading.Thread(target=self._run, name="kiroku-housekeeper", daemon=True)
+        self._thread = threading.Thread(target=self.run, name="kiroku-housekeeper", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -88,7 +88,8 @@ class Housekeeper:
             self._thread.join(timeout=30)
             self._thread = None
 
-    def _run(self) -> None:
+    def run(self) -> None:
+        """Keep house in the calling thread until ``stop()`` (which may come from a signal)."""
         tick = min(self.checkpoint_interval, self.projection_interval)
         while not self._stopping.wait(tick):
             try:
@@ -131,12 +132,12 @@ def housekeeping_main() -> None:
     keeper = Housekeeper(ledger, checkpoint_interval=settings.checkpoint_interval,
                          projection_interval=settings.projection_interval,
                          catch_up=Projections.load(ledger).catch_up)
-    signal.signal(signal.SIGTERM, lambda *_: keeper._stopping.set())
-    signal.signal(signal.SIGINT, lambda *_: keeper._stopping.set())
+    signal.signal(signal.SIGTERM, lambda *_: keeper.stop())
+    signal.signal(signal.SIGINT, lambda *_: keeper.stop())
     log.info("started (checkpoints every %.1f s, views every %.1f s)",
              settings.checkpoint_interval, settings.projection_interval)
     try:
-        keeper._run()
+        keeper.run()
     finally:
         ledger.close()
 
