@@ -25,9 +25,9 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from verifier.entry import (
-    _B32,
-    _FAST_LEAF,
+    B32_PATTERN,
     COMMITMENT_PREFIX,
+    FAST_LEAF,
     MAX_SAFE_INT,
     OPERATOR,
     ZERO_PREV,
@@ -161,12 +161,12 @@ def general_chunk(job: ChunkJob, lines: list[bytes]) -> ChunkResult:
 # The common line, as kiroku writes it (JCS, payload present or erased), in one match.
 _KEPT_LINE = re.compile(
     rb'\{"erased":false,"index":(0|[1-9][0-9]{0,15}),"leaf":"([A-Za-z0-9+/]+={0,2})"'
-    rb',"leaf_hash":"(' + _B32 + rb')","payload":(.+),"salt":"(' + _B32 + rb')"\}',
+    rb',"leaf_hash":"(' + B32_PATTERN + rb')","payload":(.+),"salt":"(' + B32_PATTERN + rb')"\}',
     re.DOTALL,
 )
 _ERASED_LINE = re.compile(
     rb'\{"erased":true,"index":(0|[1-9][0-9]{0,15}),"leaf":"([A-Za-z0-9+/]+={0,2})"'
-    rb',"leaf_hash":"(' + _B32 + rb')","payload":null,"salt":null\}'
+    rb',"leaf_hash":"(' + B32_PATTERN + rb')","payload":null,"salt":null\}'
 )
 _MICROS = b".000000Z"
 
@@ -179,7 +179,7 @@ def fast_chunk(job: ChunkJob, lines: list[bytes]) -> ChunkResult | None:
     the first line that is anything else (a registration, a slow-path spelling, or any failure),
     and ``check_chunk`` then runs ``general_chunk`` over the chunk, which decides and names.
     """
-    kept_line, erased_line, fast_leaf = _KEPT_LINE.fullmatch, _ERASED_LINE.fullmatch, _FAST_LEAF.fullmatch
+    kept_line, erased_line, fast_leaf = _KEPT_LINE.fullmatch, _ERASED_LINE.fullmatch, FAST_LEAF.fullmatch
     a2b, b2a, sha256 = binascii.a2b_base64, binascii.b2a_base64, hashlib.sha256
     check_signatures = job.check_signatures
     position = job.start

@@ -47,21 +47,21 @@ COMMITMENT_PREFIX = b"kiroku/commitment/v1\n"
 ZERO_PREV = binascii.b2a_base64(bytes(32), newline=False).decode()
 MAX_SAFE_INT = (1 << 53) - 1  # RFC 8785 §3.2.2.3: integers beyond this are not exact in JSON
 
-_B32 = rb"[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]="  # canonical base64 of 32 bytes
+B32_PATTERN = rb"[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]="  # canonical base64 of 32 bytes
 _B64SIG = rb"[A-Za-z0-9+/]{85}[AQgw]=="  # canonical base64 of 64 bytes
 _TIME = TIME_PATTERN.encode()
-_FAST_LEAF = re.compile(
-    rb'\{"agency":"([0-9A-Za-z._-]{1,64})","commitment":"(' + _B32 + rb')","index":(0|[1-9][0-9]{0,15})'
+FAST_LEAF = re.compile(
+    rb'\{"agency":"([0-9A-Za-z._-]{1,64})","commitment":"(' + B32_PATTERN + rb')","index":(0|[1-9][0-9]{0,15})'
     rb',"key_id":"([0-9a-f]{16})","kind":"(provision|catalog\.loaded|catalog\.replaced|agency\.registered'
     rb'|agency\.key_added|agency\.key_revoked)","logged_at":"(' + _TIME + rb')","prev":"('
-    + _B32 + rb')","signature":"(' + _B64SIG + rb')","time":"(' + _TIME + rb')","v":1\}'
+    + B32_PATTERN + rb')","signature":"(' + _B64SIG + rb')","time":"(' + _TIME + rb')","v":1\}'
 )
 # An export line written as JCS: erased, index, leaf, leaf_hash, payload, salt.
 _FAST_LINE = re.compile(
     rb'\{"erased":(false|true),"index":(0|[1-9][0-9]{0,15}),"leaf":"([A-Za-z0-9+/]*={0,2})"'
-    rb',"leaf_hash":"(' + _B32 + rb')","payload":'
+    rb',"leaf_hash":"(' + B32_PATTERN + rb')","payload":'
 )
-_FAST_TAIL = re.compile(rb',"salt":"(' + _B32 + rb')"\}')
+_FAST_TAIL = re.compile(rb',"salt":"(' + B32_PATTERN + rb')"\}')
 _TAIL_LEN = 55  # len(',"salt":"') + 44 + len('"}')
 _ERASED_TAIL = b'null,"salt":null}'
 _sha256 = hashlib.sha256
@@ -110,7 +110,7 @@ def _statement_bytes(agency: bytes, commitment: bytes, key_id: bytes, kind: byte
 
 
 def _fast_leaf(leaf: bytes) -> tuple[Any, ...] | None:
-    m = _FAST_LEAF.fullmatch(leaf)
+    m = FAST_LEAF.fullmatch(leaf)
     if m is None:
         return None
     agency, commitment, index, key_id, kind, logged_at, prev, signature, time = m.groups()
