@@ -52,3 +52,27 @@ checkpoint = Table(
     Column("signed_at", Text, nullable=False),
     Index("kiroku_checkpoint_size_idx", "tree_size"),
 )
+
+#: Witness cosignatures (C2SP tlog-cosignature/v1) the operator received on its checkpoints:
+#: the exact signature line, one per witness and tree size. A checkpoint counts as witnessed when
+#: k of the configured witnesses have a row for its size and root (api/witnessing.py).
+witness_cosignature = Table(
+    "kiroku_witness_cosignature",
+    metadata,
+    Column("tree_size", _BigInt, primary_key=True, autoincrement=False),
+    Column("witness", Text, primary_key=True),  # the witness's vkey
+    Column("root_hash", LargeBinary, nullable=False),
+    Column("line", Text, nullable=False),
+    Column("timestamp", _BigInt, nullable=False),  # the cosignature's own time (POSIX seconds)
+    Column("received_at", Text, nullable=False),
+)
+
+#: Per witness, the tree size it last cosigned as far as the log knows (from its cosignatures
+#: and its 409 answers): the old size of the next add-checkpoint request (C2SP tlog-witness).
+witness_state = Table(
+    "kiroku_witness_state",
+    metadata,
+    Column("witness", Text, primary_key=True),  # the witness's vkey
+    Column("tree_size", _BigInt, nullable=False),
+    Column("updated_at", Text, nullable=False),
+)
