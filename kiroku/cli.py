@@ -371,6 +371,31 @@ def log_export(out: Path | None, start: int, end: int | None) -> None:
                 handle.close()
 
 
+@log.command("tiles")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Directory to write (created if missing; may hold an earlier run's tiles).")
+def log_tiles(out: Path) -> None:
+    """Write the log as static C2SP tlog-tiles files for the latest signed checkpoint.
+
+    OUT gets checkpoint, tile/<L>/<N>[.p/<W>] and tile/entries/<N>[.p/<W>] (docs/log-format.md,
+    "Tiles"), ready for any static web server or object store. Incremental: only tiles that are
+    new or grew since the last run are written, each atomically, and the checkpoint last.
+    """
+    from ledger.tiles import write_tiles
+
+    with _errors():
+        ledger = _open_ledger(_settings())
+        latest = ledger.latest_checkpoint()
+        with click.progressbar(length=latest.size if latest else 0, label="writing tiles", file=sys.stderr) as bar:
+            report = write_tiles(ledger, out, progress=bar.update)
+        since = "" if report.previous_size is None else f" (was {report.previous_size})"
+        click.echo(f"checkpoint size {report.tree_size}{since}: wrote {report.tiles_written} "
+                   f"tiles ({report.tile_bytes:,} bytes) and {report.bundles_written} entry "
+                   f"bundles ({report.bundle_bytes:,} bytes); {report.already_present} already "
+                   f"present; checkpoint {'written' if report.checkpoint_written else 'unchanged'}")
+        ledger.close()
+
+
 @log.group("prove")
 def log_prove() -> None:
     """RFC 9162 proofs as JSON."""
@@ -496,3 +521,8 @@ from projections.cli import report as _report
 
 main.add_command(_projections)
 main.add_command(_report)
+
+# -- witnessing (C2SP tlog-witness; the witness is an independent party) -----------------------
+from witness.cli import witness as _witness
+
+main.add_command(_witness)
