@@ -1,5 +1,7 @@
 """Dependencies flow one way: ledger ← projections ← api ← kiroku (the command line), and the
-verifier stands apart (tests/verifier/test_imports.py checks it imports none of them)."""
+verifier stands apart (tests/verifier/test_imports.py checks it imports none of them). The
+witness is an independent party: it may use the verifier, never the ledger or its Merkle
+library, so a bug on the log's side cannot make the witness agree with it."""
 
 from __future__ import annotations
 
@@ -10,9 +12,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 FORBIDDEN = {
-    "ledger": {"projections", "api", "kiroku", "verifier"},
-    "projections": {"api", "kiroku", "verifier"},
+    "ledger": {"projections", "api", "kiroku", "verifier", "witness"},
+    "projections": {"api", "kiroku", "verifier", "witness"},
     "api": {"kiroku"},
+    "witness": {"ledger", "pymerkle", "projections", "api", "kiroku", "eventsourcing",
+                "eventsourcing_sqlalchemy"},
 }
 
 
