@@ -62,6 +62,10 @@ MATRIX: list[tuple[str, str, Target, Callable[[Env], object] | None, dict[str, i
      PUBLIC),
     ("GET", "/v1/log/entries", lambda e: "/v1/log/entries?start=0&end=2", None,
      {"A": 403, "B": 403, "X": 403, "Y": 403, "auditor": 200, "anon": 401}),
+    # C2SP tlog-tiles: hashes and leaf bytes only (no payloads), public like checkpoints.
+    ("GET", "/checkpoint", lambda e: "/checkpoint", None, PUBLIC),
+    ("GET", "/tile/{level}/{index}", lambda e: "/tile/0/000.p/1", None, PUBLIC),
+    ("GET", "/tile/entries/{index}", lambda e: "/tile/entries/000.p/1", None, PUBLIC),
     ("GET", "/healthz", lambda e: "/healthz", None, PUBLIC),
     ("GET", "/metrics", lambda e: "/metrics", None, PUBLIC),
 ]
