@@ -11,6 +11,9 @@ inclusion proof), and brings the projections up to date every ``KIROKU_PROJECTIO
 views up after a burst of appends never holds a request worker's interpreter lock; an app made
 with ``create_app`` alone runs it as a thread. The ledger signs nothing new when the tree did
 not grow, so more than one housekeeper is harmless.
+
+With witnesses configured (``KIROKU_WITNESSES``), each signed checkpoint also wakes the witness
+threads (api/witnessing.py), which run beside the housekeeper and never block it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from api import metrics
+from api.settings import ApiSettings
+from api.witnessing import Witnessing
 from ledger.application import Ledger, Receipt
 from ledger.errors import BatchRejected, StatementRejected
 
@@ -67,8 +72,10 @@ class Appender:
 
 class Housekeeper:
     def __init__(self, ledger: Ledger, *, checkpoint_interval: float, projection_interval: float,
-                 catch_up: Callable[[Ledger], int] | None) -> None:
+                 catch_up: Callable[[Ledger], int] | None,
+                 witnessing: Witnessing | None = None) -> None:
         self.ledger = ledger
+        self.witnessing = witnessing
         self.checkpoint_interval = checkpoint_interval
         self.projection_interval = projection_interval
         self.catch_up = catch_up
@@ -91,6 +98,15 @@ class Housekeeper:
     def run(self) -> None:
         """Keep house in the calling thread until ``stop()`` (which may come from a signal)."""
         tick = min(self.checkpoint_interval, self.projection_interval)
+        if self.witnessing is not None:
+            self.witnessing.start()
+        try:
+            self._loop(tick)
+        finally:
+            if self.witnessing is not None:
+                self.witnessing.stop()
+
+    def _loop(self, tick: float) -> None:
         while not self._stopping.wait(tick):
             try:
                 self.checkpoint_if_behind()
@@ -101,6 +117,8 @@ class Housekeeper:
     def checkpoint_now(self) -> None:
         with self._signing:
             self.ledger.checkpoint()
+        if self.witnessing is not None:
+            self.witnessing.notify()
 
     def checkpoint_if_behind(self) -> None:
         latest = self.ledger.latest_checkpoint()
@@ -122,7 +140,6 @@ def housekeeping_main() -> None:
 
     from api.app import open_ledger
     from api.services import Projections
-    from api.settings import ApiSettings
 
     exit_with_parent()
     _name_process(b"kiroku-housekeeper")
@@ -131,7 +148,8 @@ def housekeeping_main() -> None:
     ledger = open_ledger(settings)
     keeper = Housekeeper(ledger, checkpoint_interval=settings.checkpoint_interval,
                          projection_interval=settings.projection_interval,
-                         catch_up=Projections.load(ledger).catch_up)
+                         catch_up=Projections.load(ledger).catch_up,
+                         witnessing=witnessing_for(settings, ledger))
     signal.signal(signal.SIGTERM, lambda *_: keeper.stop())
     signal.signal(signal.SIGINT, lambda *_: keeper.stop())
     log.info("started (checkpoints every %.1f s, views every %.1f s)",
@@ -140,6 +158,14 @@ def housekeeping_main() -> None:
         keeper.run()
     finally:
         ledger.close()
+
+
+def witnessing_for(settings: ApiSettings, ledger: Ledger) -> Witnessing | None:
+    """The witness threads for the configured witnesses (None without KIROKU_WITNESSES)."""
+    witnesses = settings.witness_list()
+    if not witnesses:
+        return None
+    return Witnessing(ledger, witnesses, settings.quorum, timeout=settings.witness_timeout)
 
 
 def _name_process(name: bytes) -> None:

@@ -12,7 +12,7 @@ from uuid import UUID
 from cryptography import x509
 from sqlalchemy import select
 
-from api.background import Appender, Housekeeper
+from api.background import Appender, Housekeeper, witnessing_for
 from api.replay import NonceDatastore, SharedNonces
 from api.residents import CredentialStore, load_trust_anchors
 from api.settings import ApiSettings
@@ -72,7 +72,8 @@ class Services:
         projections = Projections.load(ledger)
         housekeeper = Housekeeper(ledger, checkpoint_interval=settings.checkpoint_interval,
                                   projection_interval=settings.projection_interval,
-                                  catch_up=projections.catch_up)
+                                  catch_up=projections.catch_up,
+                                  witnessing=witnessing_for(settings, ledger))
         # The ledger's own database (settings.database_url is unset when derived from the home).
         replay_store = NonceDatastore(url=ledger.settings.database_url)
         ca = settings.resident_ca_path()

@@ -14,6 +14,10 @@ Variables (prefix ``KIROKU_``): the ledger's own (``HOME``, ``DATABASE_URL``, ``
   a signed checkpoint covering it.
 - ``PROJECTION_INTERVAL`` (s, default 1.0): how often each worker brings the read views up to date.
 - ``MAX_BODY_BYTES`` (default 64 KiB) and ``MAX_BATCH_BYTES`` (default 32 MiB).
+- ``WITNESSES``: the witnesses (C2SP tlog-witness) the housekeeping sends each new checkpoint
+  to, as comma-separated ``NAME URL VKEY`` entries (the vkey's key name must be NAME; signature
+  type 0x04, tlog-cosignature/v1). ``WITNESS_QUORUM`` (default: all of them): how many distinct
+  witnesses must cosign before a checkpoint counts as witnessed. ``WITNESS_TIMEOUT`` (s, 5).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import base64
 import binascii
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import Field, SecretStr, model_validator
@@ -29,6 +34,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from ledger.config import Settings as LedgerSettings
 from ledger.errors import ConfigurationError
 from ledger.keys import statement_key_id
+from verifier.cosignature import CosignatureVerifier
+from verifier.errors import VerificationError
 
 MIN_SECRET_BYTES = 32
 
@@ -54,6 +61,25 @@ class ApiSettings(BaseSettings):
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     max_batch_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     background: bool = True  # checkpointer and projection threads (tests may turn them off)
+    witnesses: str = ""
+    witness_quorum: int | None = Field(default=None, ge=1)
+    witness_timeout: float = Field(default=5.0, gt=0, le=120)
+
+    @model_validator(mode="after")
+    def _check_witnesses(self) -> ApiSettings:
+        found = parse_witnesses(self.witnesses)
+        if self.witness_quorum is not None and self.witness_quorum > len(found):
+            raise ValueError(f"KIROKU_WITNESS_QUORUM is {self.witness_quorum}, but "
+                             f"KIROKU_WITNESSES names {len(found)} witness(es)")
+        return self
+
+    def witness_list(self) -> list[WitnessEndpoint]:
+        return parse_witnesses(self.witnesses)
+
+    @property
+    def quorum(self) -> int:
+        """k of the k-of-n witness policy (all configured witnesses unless set)."""
+        return self.witness_quorum or len(self.witness_list())
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> ApiSettings:
@@ -109,6 +135,41 @@ class ApiSettings(BaseSettings):
             path = self.demo_dir / "auditor.pub"
             text = path.read_text().strip() if path.exists() else ""
         return parse_auditor_keys(text)
+
+
+@dataclass(frozen=True)
+class WitnessEndpoint:
+    """One configured witness: its name, its add-checkpoint URL prefix and its key."""
+
+    name: str
+    url: str
+    verifier: CosignatureVerifier
+
+    @property
+    def vkey(self) -> str:
+        return self.verifier.vkey
+
+
+def parse_witnesses(text: str) -> list[WitnessEndpoint]:
+    """``NAME URL VKEY`` entries separated by commas (KIROKU_WITNESSES)."""
+    found: list[WitnessEndpoint] = []
+    for entry in filter(None, (part.strip() for part in text.split(","))):
+        fields = entry.split()
+        if len(fields) != 3:
+            raise ValueError(f"witness {entry[:60]!r} is not 'NAME URL VKEY'")
+        name, url, vkey = fields
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"witness {name!r} URL {url[:60]!r} is not http(s)")
+        try:
+            verifier = CosignatureVerifier.from_vkey(vkey)
+        except VerificationError as exc:
+            raise ValueError(f"witness {name!r}: {exc}") from None
+        if verifier.name != name:
+            raise ValueError(f"witness {name!r} has a vkey named {verifier.name!r}; they must match")
+        if any(w.vkey == verifier.vkey or w.name == name for w in found):
+            raise ValueError(f"witness {name!r} is listed twice")
+        found.append(WitnessEndpoint(name, url.rstrip("/"), verifier))
+    return found
 
 
 def parse_auditor_keys(text: str) -> dict[str, tuple[str, bytes]]:

@@ -16,9 +16,10 @@ from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from api import problems
-from api.deps import AuditorDep, LedgerDep
-from api.errors import InvalidParameter, ResourceNotFound
+from api.deps import AuditorDep, LedgerDep, ServicesDep
+from api.errors import InvalidParameter, ResourceNotFound, Unavailable
 from api.models import CheckpointList, ConsistencyProof, InclusionProof, LogInfo
+from api.witnessing import witnessed_note
 
 router = APIRouter(prefix="/v1/log", tags=["log"])
 
@@ -41,6 +42,27 @@ def checkpoint(ledger: LedgerDep) -> PlainTextResponse:
     if latest is None:
         raise ResourceNotFound("no checkpoint has been signed yet")
     return PlainTextResponse(latest.note, media_type="text/plain; charset=utf-8")
+
+
+@router.get("/checkpoint/witnessed", response_class=PlainTextResponse,
+            responses={200: {"content": {"text/plain": {"example": "kiroku.local/log\n1042\n"
+                                                          "base64root=\n\n— kiroku.local/log "
+                                                          "sig\n— witness.example/w1 cosig\n"}}},
+                       **problems.responses(404, 503)},
+            summary="The latest checkpoint cosigned by k of the n configured witnesses")
+def witnessed_checkpoint(services: ServicesDep) -> PlainTextResponse:
+    """The operator's signed checkpoint with the witnesses' tlog-cosignature/v1 lines appended
+    (signed-note allows several signature lines; verifiers ignore keys they do not know). 404
+    when the log has no witnesses configured, 503 until k of them cosigned a checkpoint."""
+    settings = services.settings
+    witnesses = settings.witness_list()
+    if not witnesses:
+        raise ResourceNotFound("this log has no witnesses configured (KIROKU_WITNESSES)")
+    note = witnessed_note(services.ledger, witnesses, settings.quorum)
+    if note is None:
+        raise Unavailable(f"no checkpoint has been cosigned by {settings.quorum} of the "
+                          f"{len(witnesses)} witnesses yet")
+    return PlainTextResponse(note, media_type="text/plain; charset=utf-8")
 
 
 @router.get("/checkpoints", response_model=CheckpointList,

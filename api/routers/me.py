@@ -12,11 +12,14 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Query
+from fastapi.responses import PlainTextResponse
 
 from api import problems
 from api.deps import ResidentDep, ServicesDep
-from api.errors import InvalidParameter, ResourceNotFound, Unavailable
+from api.errors import InvalidParameter, ProofPending, ResourceNotFound, Unavailable
 from api.models import RecordDetail, RecordPage
+from api.witnessing import checkpoint_for_proof
+from ledger.tlogproof import entry_proof
 
 router = APIRouter(prefix="/v1/me", tags=["residents"])
 
@@ -62,20 +65,52 @@ def get_provision(provision_id: UUID, resident: ResidentDep, services: ServicesD
     """The record, its exact leaf, payload and salt, and an inclusion proof against the latest
     signed checkpoint, so the resident can check it offline with nothing but the operator's
     ``vkey`` (kiroku.client does: ``verify_record``)."""
-    record = _records(services).get(resident.subject, provision_id)
-    if record is None:
-        raise ResourceNotFound(f"you have no record {provision_id}")
+    record, line = _own_entry(provision_id, resident.subject, services)
     ledger = services.ledger
-    line = next(iter(ledger.export(record.index, record.index + 1)), None)
-    payload = line["payload"] if line else None
-    if line is None or (payload is not None and payload.get("subject") != resident.subject):
-        raise ResourceNotFound(f"you have no record {provision_id}")
-    checkpoint = ledger.latest_checkpoint()
-    inclusion = None
-    if checkpoint is not None and checkpoint.size > record.index:
-        inclusion = ledger.prove_inclusion(record.index, checkpoint.size)
+    payload = line["payload"]
+    settings = services.settings
+    covering = checkpoint_for_proof(ledger, settings.witness_list(), settings.quorum,
+                                    record.index)
+    inclusion = ledger.prove_inclusion(record.index, covering[1]) if covering else None
     return {"record": record.to_json(), "leaf": line["leaf"], "leaf_hash": line["leaf_hash"],
             "payload": payload, "salt": line["salt"],
-            "checkpoint": checkpoint.note if checkpoint and inclusion else None,
+            "checkpoint": covering[0] if covering else None,
             "inclusion": inclusion,
             "vkey": ledger.vkey}
+
+
+def _own_entry(provision_id: UUID, subject: str, services: ServicesDep) -> tuple[Any, Any]:
+    """The resident's record and its export line; the same 404 for a record of someone else
+    as for one that does not exist, so the answer reveals nothing about other residents."""
+    record = _records(services).get(subject, provision_id)
+    if record is None:
+        raise ResourceNotFound(f"you have no record {provision_id}")
+    line = next(iter(services.ledger.export(record.index, record.index + 1)), None)
+    payload = line["payload"] if line else None
+    if line is None or (payload is not None and payload.get("subject") != subject):
+        raise ResourceNotFound(f"you have no record {provision_id}")
+    return record, line
+
+
+@router.get("/provisions/{provision_id}/proof", response_class=PlainTextResponse,
+            responses={200: {"content": {"text/plain": {"example": "c2sp.org/tlog-proof@v1\n"
+                                                          "extra …\nindex 42\n…\n\n"
+                                                          "kiroku.local/log\n…"}}},
+                       **problems.responses(400, 401, 403, 404, 503)},
+            summary="One of my records as a self-contained offline proof (C2SP tlog-proof)")
+def get_provision_proof(provision_id: UUID, resident: ResidentDep, services: ServicesDep
+                        ) -> PlainTextResponse:
+    """A ``.tlog-proof`` file: the entry's leaf, payload and salt (in ``extra``), its inclusion
+    proof and the checkpoint with the witnesses' cosignatures when witnesses are configured.
+    Check it with no network: ``kiroku verify proof FILE --vkey … [--witness … --quorum K]``.
+    It holds the resident's own record: keep it as private as the record itself."""
+    record, _ = _own_entry(provision_id, resident.subject, services)
+    settings = services.settings
+    covering = checkpoint_for_proof(services.ledger, settings.witness_list(), settings.quorum,
+                                    record.index)
+    if covering is None:
+        raise ProofPending("no (witnessed) checkpoint covers this record yet; ask again shortly",
+                           retry_after=max(settings.checkpoint_interval, 1.0))
+    text = entry_proof(services.ledger, record.index, covering[0], covering[1])
+    return PlainTextResponse(text, media_type="text/plain; charset=utf-8", headers={
+        "Content-Disposition": f'attachment; filename="{provision_id}.tlog-proof"'})
