@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from api import problems
+from api import problems, web
 from api.limits import LimitsMiddleware
 from api.routers import agencies, auth, health, log, me, provisions, tiles
 from api.services import Services
@@ -68,6 +68,7 @@ def create_app(settings: ApiSettings, ledger: Ledger | None = None) -> FastAPI:
     problems.install(app)
     for module in (provisions, agencies, auth, me, log, health, tiles):
         app.include_router(module.router)
+    web.install(app)
     app.add_middleware(LimitsMiddleware, max_body=settings.max_body_bytes,  # type: ignore[arg-type]
                        max_batch=settings.max_batch_bytes)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

@@ -105,6 +105,18 @@ def verify_login_signature(cert: x509.Certificate, message: bytes, signature_b64
                               "key") from None
 
 
+def sign_login(private_key: object, message: bytes) -> bytes:
+    """What a resident's card does with the login message (the client side of the check above;
+    the demo's one-click log-in and kiroku.client use it)."""
+    if isinstance(private_key, rsa.RSAPrivateKey):
+        return private_key.sign(message, padding.PKCS1v15(), hashes.SHA256())
+    if isinstance(private_key, ec.EllipticCurvePrivateKey):
+        return private_key.sign(message, ec.ECDSA(hashes.SHA256()))
+    if isinstance(private_key, ed25519.Ed25519PrivateKey):
+        return private_key.sign(message)
+    raise TypeError(f"unsupported key type {type(private_key).__name__}")
+
+
 class CredentialStore:
     """Certificate fingerprint -> resident pseudonym, with a short per-worker cache."""
 

@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives import serialization
 
 from api.request_signing import sign_request
+from api.residents import sign_login
 from ledger.keys import SigningKey
 from ledger.signing import sign_statement
 from verifier.checkpoint import open_checkpoint
@@ -154,16 +154,6 @@ class AuditorClient(_Signed):
 
 def _load_private_key(path: Path) -> Any:
     return serialization.load_pem_private_key(path.read_bytes(), password=None)
-
-
-def sign_login(private_key: Any, message: bytes) -> bytes:
-    if isinstance(private_key, rsa.RSAPrivateKey):
-        return private_key.sign(message, padding.PKCS1v15(), hashes.SHA256())
-    if isinstance(private_key, ec.EllipticCurvePrivateKey):
-        return private_key.sign(message, ec.ECDSA(hashes.SHA256()))
-    if isinstance(private_key, ed25519.Ed25519PrivateKey):
-        return private_key.sign(message)
-    raise TypeError(f"unsupported key type {type(private_key).__name__}")
 
 
 class ResidentClient(_Base):

@@ -519,6 +519,33 @@ class Ledger(Application[UUID]):
                 "root_hash": b64encode(tree.root()),
                 "proof": [b64encode(h) for h in tree.inclusion_proof(index, size)]}
 
+    def prove_inclusions(self, indices: Sequence[int], size: int) -> dict[int, dict[str, Any]]:
+        """Inclusion proof JSON for several leaves in one tree, sharing node reads (a page of
+        records checked against one checkpoint costs one query for all their paths)."""
+        current = self.tree_size()
+        if not 0 < size <= current:
+            raise InvalidRequest(f"tree size must be in 1..{current}, got {size}")
+        wanted = sorted(set(indices))
+        if wanted and not 0 <= wanted[0] <= wanted[-1] < size:
+            raise InvalidRequest(f"leaf indices must be in 0..{size - 1}")
+        tree = StoredTree(self.log, size)
+        root = b64encode(tree.root())
+        digests = {i: leaf_hash for i, (_, leaf_hash) in self.get_leaves(wanted).items()}
+        return {i: {"leaf_index": i, "tree_size": size, "leaf_hash": b64encode(digests[i]),
+                    "root_hash": root, "proof": [b64encode(h) for h in path]}
+                for i, path in tree.inclusion_proofs(wanted, size).items()}
+
+    def get_leaves(self, indices: Sequence[int]) -> dict[int, tuple[bytes, bytes]]:
+        """(leaf bytes, leaf hash) of each index present, in one query."""
+        if not indices:
+            return {}
+        with self.log.transaction(commit=False) as session:
+            rows = session.execute(
+                select(log_entry.c.idx, log_entry.c.leaf, log_entry.c.leaf_hash)
+                .where(log_entry.c.idx.in_(sorted(set(indices))))
+            ).all()
+        return {int(r.idx): (bytes(r.leaf), bytes(r.leaf_hash)) for r in rows}
+
     def prove_consistency(self, old: int, new: int | None = None) -> dict[str, Any]:
         """Consistency proof JSON (docs/log-format.md), RFC 9162 §2.1.4.1."""
         current = self.tree_size()
@@ -532,27 +559,36 @@ class Ledger(Application[UUID]):
 
     def export(self, start: int = 0, end: int | None = None) -> Iterator[dict[str, Any]]:
         """Export lines (docs/log-format.md) in log order, read in bounded chunks."""
-        table = self.log.events_record_cls.__table__
         end = self.tree_size() if end is None else end
         chunk = 2000
         for low in range(start, end, chunk):
             high = min(low + chunk, end)
-            with self.log.transaction(commit=False) as session:
-                rows = session.execute(
-                    select(log_entry.c.idx, log_entry.c.leaf, log_entry.c.leaf_hash,
-                           table.c.originator_id, table.c.originator_version, table.c.topic,
-                           table.c.state)
-                    .join(table, table.c.id == log_entry.c.notification_id)
-                    .where(log_entry.c.idx >= low, log_entry.c.idx < high)
-                    .order_by(log_entry.c.idx)
-                ).all()
-            for row in rows:
-                event = cast(Logged, self.mapper.to_domain_event(StoredEvent(
-                    originator_id=row.originator_id, originator_version=row.originator_version,
-                    topic=row.topic, state=bytes(row.state))))
-                yield {"index": int(row.idx), "leaf": b64encode(bytes(row.leaf)),
-                       "leaf_hash": b64encode(bytes(row.leaf_hash)), "payload": event.payload,
-                       "salt": event.salt, "erased": event.payload is None}
+            yield from self._export_where((log_entry.c.idx >= low) & (log_entry.c.idx < high))
+
+    def export_entries(self, indices: Sequence[int]) -> list[dict[str, Any]]:
+        """Export lines of the given indices (those present), in log order, in one query."""
+        if not indices:
+            return []
+        return list(self._export_where(log_entry.c.idx.in_(sorted(set(indices)))))
+
+    def _export_where(self, condition: Any) -> Iterator[dict[str, Any]]:
+        table = self.log.events_record_cls.__table__
+        with self.log.transaction(commit=False) as session:
+            rows = session.execute(
+                select(log_entry.c.idx, log_entry.c.leaf, log_entry.c.leaf_hash,
+                       table.c.originator_id, table.c.originator_version, table.c.topic,
+                       table.c.state)
+                .join(table, table.c.id == log_entry.c.notification_id)
+                .where(condition)
+                .order_by(log_entry.c.idx)
+            ).all()
+        for row in rows:
+            event = cast(Logged, self.mapper.to_domain_event(StoredEvent(
+                originator_id=row.originator_id, originator_version=row.originator_version,
+                topic=row.topic, state=bytes(row.state))))
+            yield {"index": int(row.idx), "leaf": b64encode(bytes(row.leaf)),
+                   "leaf_hash": b64encode(bytes(row.leaf_hash)), "payload": event.payload,
+                   "salt": event.salt, "erased": event.payload is None}
 
     # Checkpoints ----------------------------------------------------------------------------
     @property

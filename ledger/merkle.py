@@ -128,6 +128,12 @@ class StoredTree(BaseMerkleTree):  # type: ignore[misc]
         _, path = self._get_inclusion_path(index + 1, size)
         return list(path[1:])
 
+    def inclusion_proofs(self, indices: Collection[int], size: int) -> dict[int, list[bytes]]:
+        """PATH(i, D[0:size]) for each index, their nodes read in one query (a page of a
+        resident's records is verified against one checkpoint)."""
+        self._prefetched(lambda: [self._get_inclusion_path(i + 1, size) for i in indices])
+        return {i: list(self._get_inclusion_path(i + 1, size)[1][1:]) for i in indices}
+
     def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
         """PROOF(old_size, D[0:new_size]) (RFC 9162 §2.1.4.1)."""
         ranges = _consistency_ranges(old_size, new_size)

@@ -101,6 +101,13 @@ class Labels:
                 return Label(affair, found.affair_ja, found.affair_en)
         return self._affairs.get(affair) or Label(affair, affair, affair)
 
+    def basis_row(self, basis: str) -> int | None:
+        """The row of the legal-basis table (the ordinance's Art. 2 table) a basis id names."""
+        registry, _ = self._current()
+        catalog = self._current_catalog(registry)
+        found = catalog.bases.get(basis) if catalog is not None else None
+        return None if found is None else int(found.row)
+
     def item(self, code: str) -> ItemLabel:
         registry, memo = self._current()
         found: ItemLabel | None = memo.get(("item", code, None))

@@ -9,6 +9,7 @@ projection uses, so a report as of the last index equals the current one.
 from __future__ import annotations
 
 import csv
+import io
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -150,13 +151,33 @@ def _anomaly_lines(report: dict[str, Any]) -> Iterable[dict[str, Any]]:
                              f"{item['first_at']} to {item['last_at']}"}
 
 
+CSV_PARTS: dict[str, list[str]] = {
+    "counts": ["role", "month", "affair", "outcome", "reason", "n", "non_disclosed"],
+    "operators": ["month", "operator", "n"],
+    "refusals": ["role", "reason", "n"],
+    "anomalies": ["kind", "detail"],
+}
+
+
+def csv_text(report: dict[str, Any], part: str) -> str:
+    """One of the report's CSV files as text (what ``write_csv`` writes), for a download."""
+    rows = _anomaly_lines(report) if part == "anomalies" else report[part]
+    handle = io.StringIO(newline="")
+    _write_rows(handle, CSV_PARTS[part], rows)
+    return handle.getvalue()
+
+
 def _write(path: Path, header: list[str], rows: Iterable[dict[str, Any]]) -> Path:
     with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=header, extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: "" if row.get(k) is None else row[k] for k in header})
+        _write_rows(handle, header, rows)
     return path
+
+
+def _write_rows(handle: Any, header: list[str], rows: Iterable[dict[str, Any]]) -> None:
+    writer = csv.DictWriter(handle, fieldnames=header, extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: "" if row.get(k) is None else row[k] for k in header})
 
 
 def write_charts(report: dict[str, Any], out: Path) -> list[Path]:

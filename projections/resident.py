@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Select, false, or_, select
+from sqlalchemy import Select, false, func, or_, select
 
 from ledger.application import Ledger
 from projections.decode import format_utc, from_micros, micros
@@ -102,15 +102,7 @@ class ResidentRecords:
         index to include (what the record showed once that entry was applied)."""
         if not 1 <= limit <= MAX_LIMIT:
             raise InvalidQuery(f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
-        query = self._visible(subject, as_of)
-        if since is not None:
-            query = query.where(rr.c.requested_at >= _micros(since, "since"))
-        if until is not None:
-            query = query.where(rr.c.requested_at < _micros(until, "until"))
-        if agency is not None:
-            query = query.where(or_(rr.c.requester == agency, rr.c.provider == agency))
-        if affair is not None:
-            query = query.where(rr.c.affair == affair)
+        query = _filtered(self._visible(subject, as_of), since, until, agency, affair)
         if cursor is not None:
             at, index = _decode_cursor(cursor)
             query = query.where(rr.c.requested_at <= at,
@@ -126,6 +118,32 @@ class ResidentRecords:
         if as_of is not None and applied is not None:
             applied = min(applied, as_of)
         return Page([self._record(row) for row in rows], next_cursor, applied)
+
+    def count(self, subject: str, *, since: datetime | None = None,
+              until: datetime | None = None, agency: str | None = None,
+              affair: str | None = None) -> int:
+        """How many of the subject's visible records match the filters (as ``list`` takes them):
+        the page shows "N records" above the first page."""
+        query = select(func.count()).select_from(rr).where(
+            rr.c.subject == subject, rr.c.non_disclosure == false())
+        query = _filtered(query, since, until, agency, affair)
+        self.store.check_schema()
+        with self.store.read() as session:
+            return int(session.execute(query).scalar_one())
+
+    def facets(self, subject: str) -> tuple[list[AgencyLabel], list[Label]]:
+        """The agencies and affairs that occur in the subject's visible records: the choices a
+        filter offers, so it never lists an agency that has no record about them."""
+        query = (select(rr.c.requester, rr.c.provider, rr.c.affair, rr.c.basis)
+                 .where(rr.c.subject == subject, rr.c.non_disclosure == false()).distinct())
+        self.store.check_schema()
+        with self.store.read() as session:
+            rows = session.execute(query).all()
+        agencies = {code for row in rows for code in (row[0], row[1])}
+        affairs = {row[2]: row[3] for row in rows}
+        labels = self.labels
+        return (sorted((labels.agency(code) for code in agencies), key=lambda a: a.code),
+                sorted((labels.affair(a, b) for a, b in affairs.items()), key=lambda a: a.id))
 
     def get(self, subject: str, provision_id: UUID) -> ResidentRecord | None:
         """One of the subject's records by provision id; None if absent, another resident's,
@@ -158,6 +176,20 @@ class ResidentRecords:
         )
 
 _rfc3339 = format_utc
+
+
+def _filtered(query: Select[Any], since: datetime | None, until: datetime | None,
+              agency: str | None, affair: str | None) -> Select[Any]:
+    if since is not None:
+        query = query.where(rr.c.requested_at >= _micros(since, "since"))
+    if until is not None:
+        query = query.where(rr.c.requested_at < _micros(until, "until"))
+    if agency is not None:
+        query = query.where(or_(rr.c.requester == agency, rr.c.provider == agency))
+    if affair is not None:
+        query = query.where(rr.c.affair == affair)
+    return query
+
 
 def _micros(moment: datetime, name: str) -> int:
     if moment.tzinfo is None:

@@ -8,6 +8,7 @@ from fastapi import APIRouter
 
 from api import problems
 from api.deps import ServicesDep
+from api.services import Services
 from api.errors import Unauthenticated, Unavailable
 from api.models import Challenge, LoginRequest, Session
 from api.residents import (
@@ -40,6 +41,15 @@ def session(body: LoginRequest, services: ServicesDep) -> dict[str, Any]:
     """Checks the certificate against the trusted resident CA, the signature over the challenge
     message, and the certificate's registration; returns a Bearer token valid for
     KIROKU_SESSION_TTL seconds."""
+    fp = authenticate_resident(services, body)
+    token, expires = services.tokens.issue("session", {"cfp": fp}, services.settings.session_ttl)
+    return {"access_token": token, "token_type": "Bearer",
+            "expires_in": services.settings.session_ttl, "expires_at": utc(expires)}
+
+
+def authenticate_resident(services: Services, body: LoginRequest) -> str:
+    """The fingerprint of the registered certificate that signed this challenge (used once);
+    raises Unauthenticated otherwise. The API's session and the web pages' login share it."""
     if not services.anchors:
         raise Unavailable("no resident CA is configured (KIROKU_RESIDENT_CA)")
     claims = services.tokens.open("challenge", body.challenge)
@@ -51,6 +61,4 @@ def session(body: LoginRequest, services: ServicesDep) -> dict[str, Any]:
     if services.credentials.subject_for(fp) is None:
         raise Unauthenticated("this certificate is not registered to a resident of this log")
     services.challenges.check_and_add("challenge", str(claims.get("jti")), float(claims["exp"]))
-    token, expires = services.tokens.issue("session", {"cfp": fp}, services.settings.session_ttl)
-    return {"access_token": token, "token_type": "Bearer",
-            "expires_in": services.settings.session_ttl, "expires_at": utc(expires)}
+    return fp

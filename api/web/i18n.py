@@ -1,0 +1,178 @@
+"""The pages' words, in Japanese (the default, as My Portal) and English.
+
+The language is the ``kiroku_lang`` cookie, set by the switch on every page and kept across
+pages; ``<html lang>`` follows it. Labels that come from the log (agency names, affairs, items)
+carry both languages already.
+"""
+
+from __future__ import annotations
+
+LANGS = ("ja", "en")
+DEFAULT = "ja"
+
+STRINGS: dict[str, tuple[str, str]] = {
+    "site": ("情報提供等記録（kiroku）", "Provision records (kiroku)"),
+    "skip": ("本文へ移動", "Skip to content"),
+    "switch": ("English", "日本語"),
+    "switch_label": ("Switch to English", "日本語に切り替え"),
+    "logout": ("ログアウト", "Log out"),
+    "nav_records": ("わたしの記録", "My records"),
+    "nav_console": ("監査コンソール", "Audit console"),
+    "nav_agency": ("機関ページ", "Agency page"),
+    # login
+    "login_title": ("ログイン", "Log in"),
+    "login_resident": ("住民の方（利用者証明用電子証明書）", "Residents (user certificate)"),
+    "login_resident_help": (
+        ("証明書ファイル（PEM）と秘密鍵ファイル（PKCS#8 PEM）を選んでください。"
+        "秘密鍵はこのブラウザの中で署名に使うだけで、送信されません。"),
+        ("Choose your certificate file (PEM) and private key file (PKCS#8 PEM). The key only signs "
+        "a login challenge inside this browser; it is never sent.")),
+    "certificate": ("証明書ファイル", "Certificate file"),
+    "private_key": ("秘密鍵ファイル", "Private key file"),
+    "login_button": ("ログイン", "Log in"),
+    "login_console": ("監査担当者・機関の方", "Auditors and agencies"),
+    "login_console_help": (
+        "Ed25519 の鍵ファイル（PKCS#8 PEM）で署名してログインします。鍵は送信されません。",
+        "Log in by signing with your Ed25519 key file (PKCS#8 PEM). The key is never sent."),
+    "principal": ("利用者", "Principal"),
+    "principal_help": ("auditor:名前 または agency:機関コード",
+                       "auditor:name or agency:code"),
+    "key_file": ("鍵ファイル", "Key file"),
+    "login_demo": ("デモ用ログイン", "Demo log-in"),
+    "login_demo_help": ("デモ環境のため、ワンクリックでログインできます（テスト用の証明書）。",
+                        "Demo mode: log in with one click (test certificates)."),
+    "demo_resident": ("デモ住民 {n}（記録 {records} 件）", "Demo resident {n} ({records} records)"),
+    "demo_auditor": ("デモ監査担当者", "Demo auditor"),
+    "demo_agency": ("デモ機関：{name}", "Demo agency: {name}"),
+    "login_working": ("署名しています…", "Signing…"),
+    "login_failed": ("ログインできませんでした：", "Could not log in: "),
+    "need_js": ("ファイルによるログインには JavaScript が必要です。",
+                "Logging in with files needs JavaScript."),
+    # resident list
+    "records_title": ("情報提供等記録", "Records of information provision"),
+    "records_intro": (
+        ("あなたの特定個人情報を、どの機関がどの機関に、どの事務のために提供したかの記録です"
+        "（番号法第23条）。各記録は、このブラウザが署名付きチェックポイントに対して検証します。"),
+        ("Which agency provided your personal information to which, and for which affair "
+        "(My Number Act Art. 23). Your browser checks each record against the signed checkpoint.")),
+    "filters": ("絞り込み", "Filters"),
+    "since": ("開始日", "From"),
+    "until": ("終了日", "To"),
+    "agency": ("機関", "Agency"),
+    "affair": ("事務", "Affair"),
+    "any": ("すべて", "All"),
+    "apply": ("絞り込む", "Apply"),
+    "clear": ("解除", "Clear"),
+    "count": ("{n} 件", "{n} records"),
+    "count_filtered": ("条件に合う記録 {n} 件", "{n} records match"),
+    "empty": (
+        "まだ記録はありません。行政機関があなたの情報を照会・提供すると、その記録がここに表示されます。",
+        ("No records yet. When an agency asks for or provides information about you, the record "
+        "will appear here.")),
+    "empty_filtered": ("条件に合う記録はありません。条件を変えてください。",
+                       "No record matches these filters. Change or clear them."),
+    "date": ("照会日時", "Requested"),
+    "provided_at": ("提供日時", "Provided"),
+    "requester": ("照会者（情報を求めた機関）", "Requester (asked for the data)"),
+    "provider": ("提供者（情報を提供した機関）", "Provider (gave the data)"),
+    "requester_short": ("照会者", "Requester"),
+    "provider_short": ("提供者", "Provider"),
+    "why": ("事務（利用目的）", "Affair (why)"),
+    "basis": ("根拠", "Legal basis"),
+    "basis_row": ("主務省令第2条の表 第{row}項（{id}）", "Ordinance Art. 2 table, row {row} ({id})"),
+    "items": ("提供された情報", "Information items"),
+    "outcome": ("結果", "Outcome"),
+    "outcome_provided": ("提供済み", "Provided"),
+    "outcome_not_provided": ("提供なし", "Not provided"),
+    "reason": ("理由", "Reason"),
+    "details": ("詳細", "Details"),
+    "next_page": ("次のページ", "Next page"),
+    "first_page": ("最初のページ", "First page"),
+    "as_of": ("ログ番号 {n} までを反映", "Shows the log up to entry {n}"),
+    # verification mark
+    "mark_checking": ("検証中", "Checking"),
+    "mark_ok": ("検証済み", "Verified"),
+    "mark_bad": ("検証できません", "Not verified"),
+    "mark_pending": ("未検証（チェックポイント待ち）", "Not verified yet (awaiting checkpoint)"),
+    "mark_help": (
+        ("「検証済み」は、このブラウザが記録の葉ハッシュを計算し、包含証明をたどって、運用者の鍵で"
+        "署名されたチェックポイントの根に一致することを確かめたという意味です。"),
+        ("\"Verified\" means your browser recomputed the record's leaf hash, walked its inclusion "
+        "proof and reached the root of a checkpoint signed by the operator's key.")),
+    "operator_key": ("運用者の検証鍵", "Operator's verifier key"),
+    "key_changed": (
+        "運用者の検証鍵が以前この端末で見たものと異なります。公表されている鍵と照合してください。",
+        ("The operator's key differs from the one this browser saw before. Compare it with the "
+        "published key.")),
+    "checked_against": ("検証に用いたチェックポイント", "Checked against checkpoint"),
+    "tree_size": ("ログの大きさ", "Log size"),
+    "log_index": ("ログ番号", "Log index"),
+    "record_id": ("記録 ID", "Record id"),
+    "leaf_hash": ("葉ハッシュ", "Leaf hash"),
+    "record_title": ("記録の詳細", "Record details"),
+    "back_to_list": ("一覧に戻る", "Back to the list"),
+    "art23": ("番号法第23条の記録事項", "What the Act (Art. 23) requires to be recorded"),
+    "not_found": ("見つかりません", "Not found"),
+    "not_found_text": ("そのページはありません。", "There is no such page."),
+    "forbidden": ("このページは表示できません", "You cannot see this page"),
+    "forbidden_text": ("この利用者には表示できないページです。",
+                       "This page is not for the account you are logged in with."),
+    "csrf_text": ("フォームの有効期限が切れました。ページを再読み込みしてください。",
+                  "The form has expired. Reload the page and try again."),
+    # auditor console
+    "console_title": ("監査コンソール", "Audit console"),
+    "health": ("ログの状態", "Log health"),
+    "checkpoints": ("最近のチェックポイント", "Latest checkpoints"),
+    "signed_at": ("署名日時", "Signed at"),
+    "root": ("根ハッシュ", "Root hash"),
+    "signature": ("署名", "Signature"),
+    "consistency": ("前との整合性", "Consistent with previous"),
+    "lag": ("ビューの遅れ", "Views' lag"),
+    "lag_entries": ("{n} 件", "{n} entries"),
+    "agencies": ("機関別の監査報告", "Agency reports"),
+    "report_title": ("監査報告：{name}", "Audit report: {name}"),
+    "monthly_by_affair": ("月別・事務別の件数", "Monthly volume by affair"),
+    "monthly_outcome": ("月別の提供・不提供", "Monthly provided / not provided"),
+    "refusals": ("不提供（理由別）", "Refusals by reason"),
+    "anomalies": ("検知された異常", "Anomalies flagged"),
+    "no_anomalies": ("異常は検知されていません。", "No anomaly flagged."),
+    "download_csv": ("CSV をダウンロード", "Download CSV"),
+    "totals": ("合計", "Totals"),
+    "as_requester": ("照会者として", "As requester"),
+    "as_provider": ("提供者として", "As provider"),
+    "not_provided": ("不提供", "Not provided"),
+    "non_disclosed": ("不開示", "Non-disclosed"),
+    "entry_title": ("ログエントリ {n}", "Log entry {n}"),
+    "entry_lookup": ("エントリを表示", "Show entry"),
+    "kind": ("種類", "Kind"),
+    "statement_signature": ("機関の署名", "Statement signature"),
+    "sig_ok": ("有効（{agency} の鍵 {key}）", "Valid ({agency}'s key {key})"),
+    "sig_bad": ("無効：{reason}", "Invalid: {reason}"),
+    "leaf": ("葉（正規化 JSON）", "Leaf (canonical JSON)"),
+    "payload": ("内容", "Payload"),
+    "erased": ("保存期間の満了により消去済み", "Erased at the end of retention"),
+    "inclusion_proof": ("包含証明", "Inclusion proof"),
+    "consistency_proof": ("整合性証明", "Consistency proof"),
+    "chart_month": ("月", "Month"),
+    "chart_count": ("件数", "Count"),
+    "ok": ("良好", "Good"),
+    "problem": ("問題あり", "Problem"),
+    # agency page
+    "agency_title": ("機関ページ：{name}", "Agency page: {name}"),
+    "recent_appends": ("最近の記録（受領証）", "Recent appends (receipts)"),
+    "recent_help": ("直近 {n} 件のログエントリのうち、この機関が署名したもの。",
+                    "Entries this agency signed among the latest {n} log entries."),
+    "request_id": ("照会番号", "Request id"),
+    "logged_at": ("記録日時", "Logged at"),
+    "receipt": ("受領証", "Receipt"),
+    "no_appends": ("直近の記録はありません。", "No recent appends."),
+}
+
+
+def pick(lang: str | None) -> str:
+    return lang if lang in LANGS else DEFAULT
+
+
+def translate(lang: str, key: str, **values: object) -> str:
+    text = STRINGS[key][0 if lang == "ja" else 1]
+    return text.format(**values) if values else text

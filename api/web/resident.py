@@ -1,0 +1,179 @@
+"""The resident's pages: "who provided what about me, and why", each record verified in the
+resident's own browser (static/js/marks.js with static/js/verify.js).
+
+The list page is rendered from the resident view alone (one indexed query for the page, one
+count, one for the filter choices); the proofs travel separately, from /me/verification, which
+recomputes the same page for the same session and returns each record's leaf, payload, salt and
+inclusion proof against the latest signed checkpoint, so the page itself stays fast.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from urllib.parse import urlencode
+from uuid import UUID
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from api.deps import ServicesDep
+from api.services import Services
+from api.web.login import key_fingerprint
+from api.web.pages import JST, PageNotFound, ResidentPage, jst
+from api.web.render import render
+from projections.errors import InvalidQuery
+
+router = APIRouter(include_in_schema=False)
+PAGE_SIZE = 50
+
+
+class Filters:
+    """The list's query string, parsed once: dates are Japan calendar days, as residents mean
+    them (``until`` includes its whole day)."""
+
+    def __init__(self, request: Request) -> None:
+        q = request.query_params
+        self.errors: list[str] = []
+        self.since_text = q.get("since", "")[:10]
+        self.until_text = q.get("until", "")[:10]
+        self.agency = q.get("agency", "")[:64] or None
+        self.affair = q.get("affair", "")[:64] or None
+        self.cursor = q.get("cursor", "")[:512] or None
+        self.since = self._day(self.since_text, "since")
+        until = self._day(self.until_text, "until")
+        self.until = None if until is None else until + timedelta(days=1)
+
+    def _day(self, text: str, name: str) -> datetime | None:
+        if not text:
+            return None
+        try:
+            return datetime.combine(date.fromisoformat(text), time(), JST)
+        except ValueError:
+            self.errors.append(name)
+            return None
+
+    @property
+    def active(self) -> bool:
+        return any((self.since_text, self.until_text, self.agency, self.affair))
+
+    def query(self, *, cursor: str | None = None) -> str:
+        params = {"since": self.since_text, "until": self.until_text, "agency": self.agency or "",
+                  "affair": self.affair or "", "cursor": cursor or ""}
+        return urlencode({k: v for k, v in params.items() if v})
+
+    def list_kwargs(self) -> dict[str, Any]:
+        return {"since": self.since, "until": self.until, "agency": self.agency,
+                "affair": self.affair}
+
+
+def _views(services: Services) -> Any:
+    if services.projections.residents is None:
+        raise PageNotFound()
+    return services.projections.residents
+
+
+@router.get("/me")
+def my_records(request: Request, resident: ResidentPage, services: ServicesDep) -> Response:
+    views = _views(services)
+    filters = Filters(request)
+    if filters.errors:
+        page, total = None, 0
+    else:
+        try:
+            page = views.list(resident.subject, cursor=filters.cursor, limit=PAGE_SIZE,
+                              **filters.list_kwargs())
+        except InvalidQuery:
+            filters.errors.append("cursor")
+            page = None
+        total = views.count(resident.subject, **filters.list_kwargs()) if page else 0
+    agencies, affairs = views.facets(resident.subject)
+    labels = views.labels
+    rows = [] if page is None else [_row(record, labels) for record in page.records]
+    verify_query = filters.query(cursor=filters.cursor)
+    return render(
+        request, "me_list.html", 400 if filters.errors else 200, session=resident,
+        title_key="records_title", filters=filters, records=rows, total=total,
+        agencies=agencies, affairs=affairs,
+        next_query=filters.query(cursor=page.next_cursor) if page and page.next_cursor else None,
+        first_query=filters.query() if filters.cursor else None,
+        as_of=page.as_of if page else None,
+        page_data=_page_data(services, "/me/verification" + (f"?{verify_query}"
+                                                             if verify_query else "")))
+
+
+@router.get("/me/records/{record_id}")
+def my_record(request: Request, record_id: str, resident: ResidentPage,
+              services: ServicesDep) -> Response:
+    views = _views(services)
+    try:
+        found = views.get(resident.subject, UUID(record_id))
+    except ValueError:
+        found = None
+    if found is None:
+        raise PageNotFound()
+    row = _row(found, views.labels)
+    return render(request, "me_record.html", session=resident, title_key="record_title",
+                  record=row, page_data=_page_data(services, f"/me/verification?id={found.id}"))
+
+
+@router.get("/me/verification")
+def my_verification(request: Request, resident: ResidentPage, services: ServicesDep
+                    ) -> Response:
+    """What the browser needs to verify the records of one page (or one record): the latest
+    checkpoint note and, per record, the leaf, payload, salt and inclusion proof."""
+    views = _views(services)
+    one = request.query_params.get("id")
+    if one is not None:
+        try:
+            found = views.get(resident.subject, UUID(one))
+        except ValueError:
+            found = None
+        records = [] if found is None else [found]
+    else:
+        filters = Filters(request)
+        try:
+            records = [] if filters.errors else views.list(
+                resident.subject, cursor=filters.cursor, limit=PAGE_SIZE,
+                **filters.list_kwargs()).records
+        except InvalidQuery:
+            records = []
+    return JSONResponse(bundle(services, records), headers={"Cache-Control": "no-store"})
+
+
+def bundle(services: Services, records: list[Any]) -> dict[str, Any]:
+    ledger = services.ledger
+    checkpoint = ledger.latest_checkpoint()
+    lines = {line["index"]: line for line in ledger.export_entries([r.index for r in records])}
+    size = checkpoint.size if checkpoint else 0
+    covered = [r.index for r in records if r.index < size]
+    proofs = ledger.prove_inclusions(covered, size) if covered else {}
+    out = []
+    for record in records:
+        line = lines.get(record.index)
+        if line is None:
+            continue
+        out.append({"id": str(record.id), "index": record.index, "leaf": line["leaf"],
+                    "payload": line["payload"], "salt": line["salt"],
+                    "inclusion": proofs.get(record.index),
+                    "expected": {"requester": record.requester.code,
+                                 "provider": record.provider.code, "affair": record.affair.id,
+                                 "items": [item.code for item in record.items],
+                                 "outcome": record.outcome}})
+    return {"checkpoint": checkpoint.note if checkpoint else None, "records": out}
+
+
+def _page_data(services: Services, verify_url: str) -> dict[str, Any]:
+    vkey = services.ledger.vkey
+    return {"verify_url": verify_url, "vkey": vkey, "fingerprint": key_fingerprint(vkey)}
+
+
+def _row(record: Any, labels: Any) -> dict[str, Any]:
+    return {
+        "id": str(record.id), "index": record.index,
+        "requested": jst(record.requested_at), "provided": jst(record.provided_at),
+        "requested_utc": record.requested_at.isoformat(),
+        "requester": record.requester, "provider": record.provider,
+        "affair": record.affair, "basis": record.basis, "basis_row": labels.basis_row(record.basis),
+        "items": record.items, "outcome": record.outcome, "reason": record.reason,
+    }
