@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from verifier.checkpoint import Checkpoint, open_checkpoint
+from verifier.cosignature import CosignatureVerifier, require_quorum
 from verifier.errors import InclusionProofError, UnusableInput, VerificationError
 from verifier.export import (
     default_workers,
@@ -32,9 +33,11 @@ from verifier.note import NoteVerifier
 from verifier.prefix import verify_extends
 from verifier.progress import Progress
 from verifier.proofs import ConsistencyProof, InclusionProof
+from verifier.tlogproof import verify_tlog_proof
 
 EXIT_OK, EXIT_FAILED, EXIT_UNUSABLE = 0, 1, 2
-COMMANDS = ("export", "inclusion", "consistency", "monitor")
+COMMANDS = ("export", "inclusion", "consistency", "monitor", "proof", "tiles")
+Witnesses = tuple[list[CosignatureVerifier], int]
 
 
 def _read(path: str, what: str) -> bytes:
@@ -54,8 +57,33 @@ def load_vkey(value: str) -> NoteVerifier:
     return NoteVerifier.from_vkey(value)
 
 
-def _load_checkpoint(path: str, vkey: NoteVerifier) -> Checkpoint:
-    return open_checkpoint(_read(path, "checkpoint"), vkey, origin=vkey.name)
+def load_witnesses(values: Sequence[str] | None, quorum: int | None) -> Witnesses:
+    """``--witness`` vkeys (or files holding one) and ``--quorum K`` (default: all of them)."""
+    witnesses = []
+    for value in values or ():
+        if os.path.isfile(value):
+            value = _read(value, "witness vkey file").decode("utf-8", "replace").strip()
+        witnesses.append(CosignatureVerifier.from_vkey(value))
+    k = len(witnesses) if quorum is None else quorum
+    if k and not witnesses:
+        raise UnusableInput("--quorum needs the witnesses' keys: give --witness VKEY")
+    if not 0 <= k <= len({w.vkey for w in witnesses}):
+        raise UnusableInput(f"--quorum {k} needs 0 <= K <= {len(witnesses)} (the --witness keys)")
+    return witnesses, k
+
+
+def check_quorum(note: bytes | str, witnessing: Witnesses | None) -> None:
+    """Refuse a checkpoint without K valid cosignatures from the given witness keys."""
+    if witnessing is not None and witnessing[1]:
+        require_quorum(note, witnessing[0], witnessing[1])
+
+
+def _load_checkpoint(path: str, vkey: NoteVerifier, witnessing: Witnesses | None = None
+                     ) -> Checkpoint:
+    text = _read(path, "checkpoint")
+    checkpoint = open_checkpoint(text, vkey, origin=vkey.name)
+    check_quorum(text, witnessing)
+    return checkpoint
 
 
 def _fail_line(exc: VerificationError) -> str:
@@ -87,14 +115,16 @@ def _report_error(exc: VerificationError, as_json: bool, base: dict[str, Any]) -
 
 def export_command(
     export: str, checkpoint: str, vkey: str, *, as_json: bool = False, signatures: bool = True,
-    workers: int | None = None,
+    workers: int | None = None, witnesses: Sequence[str] | None = None, quorum: int | None = None,
 ) -> int:
-    """Verify a whole JSON Lines export against a signed checkpoint."""
+    """Verify a whole JSON Lines export against a signed checkpoint (cosigned by K witnesses
+    when ``witnesses`` are given)."""
     base: dict[str, Any] = {"export": export, "signatures_checked": signatures}
     try:
         verifier = load_vkey(vkey)
         checkpoint_text = _read(checkpoint, "checkpoint")
         cp, _ = read_checkpoint(checkpoint_text, verifier)
+        check_quorum(checkpoint_text, load_witnesses(witnesses, quorum))
         progress = Progress(cp.size)
         options: dict[str, Any] = {"check_signatures": signatures, "workers": workers,
                                    "progress": progress}
@@ -126,12 +156,13 @@ def export_command(
 
 
 def inclusion_command(proof: str, checkpoint: str, vkey: str, *, leaf: str | None = None,
-                      as_json: bool = False) -> int:
+                      as_json: bool = False, witnesses: Sequence[str] | None = None,
+                      quorum: int | None = None) -> int:
     """Verify an inclusion proof against a signed checkpoint (and optionally the leaf bytes)."""
     base: dict[str, Any] = {"proof": proof}
     try:
         verifier = load_vkey(vkey)
-        cp = _load_checkpoint(checkpoint, verifier)
+        cp = _load_checkpoint(checkpoint, verifier, load_witnesses(witnesses, quorum))
         parsed = InclusionProof.from_json(_read(proof, "proof"))
         if leaf is not None:
             got = leaf_hash(_read(leaf, "leaf file"))
@@ -153,13 +184,15 @@ def inclusion_command(proof: str, checkpoint: str, vkey: str, *, leaf: str | Non
     return EXIT_OK
 
 
-def consistency_command(proof: str, old: str, new: str, vkey: str, *, as_json: bool = False) -> int:
+def consistency_command(proof: str, old: str, new: str, vkey: str, *, as_json: bool = False,
+                        witnesses: Sequence[str] | None = None, quorum: int | None = None) -> int:
     """Verify that the new signed checkpoint extends the old one."""
     base: dict[str, Any] = {"proof": proof}
     try:
         verifier = load_vkey(vkey)
-        old_cp = _load_checkpoint(old, verifier)
-        new_cp = _load_checkpoint(new, verifier)
+        witnessing = load_witnesses(witnesses, quorum)
+        old_cp = _load_checkpoint(old, verifier, witnessing)
+        new_cp = _load_checkpoint(new, verifier, witnessing)
         parsed = ConsistencyProof.from_json(_read(proof, "proof"))
         verify_extends(old_cp, new_cp, parsed)
     except VerificationError as exc:
@@ -170,12 +203,79 @@ def consistency_command(proof: str, old: str, new: str, vkey: str, *, as_json: b
     return EXIT_OK
 
 
+def proof_command(path: str, vkey: str, *, leaf: str | None = None, as_json: bool = False,
+                  witnesses: Sequence[str] | None = None, quorum: int | None = None,
+                  origin: str | None = None) -> int:
+    """Verify a C2SP tlog-proof file offline (kiroku's carry the entry; others need --leaf)."""
+    base: dict[str, Any] = {"proof": path}
+    try:
+        verifier = load_vkey(vkey)
+        trusted, k = load_witnesses(witnesses, quorum)
+        leaf_bytes = _read(leaf, "leaf file") if leaf is not None else None
+        result = verify_tlog_proof(_read(path, "proof"), verifier, leaf=leaf_bytes,
+                                   witnesses=trusted, quorum=k, origin=origin)
+    except VerificationError as exc:
+        return _report_error(exc, as_json, base)
+    cp = result.checkpoint
+    cosigners = result.cosigned.witnesses if result.cosigned else []
+    witnessed = f", cosigned by {', '.join(cosigners)}" if cosigners else ""
+    _human(f"OK entry {result.index} is in {cp.origin} at size {cp.size}{witnessed}", as_json)
+    if as_json:
+        _emit_json({**base, "ok": True, "index": result.index, "tree_size": cp.size,
+                    "witnesses": cosigners, "entry": result.entry, "payload": result.payload})
+    return EXIT_OK
+
+
+def _witness_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--witness", action="append", metavar="VKEY",
+                        help="a trusted witness's vkey (cosignature/v1, type 0x04), or a file "
+                        "holding it; repeatable")
+    parser.add_argument("--quorum", type=int, metavar="K",
+                        help="refuse a checkpoint without K valid cosignatures from the "
+                        "--witness keys (default: all of them)")
+
+
+def tiles_command(source: str, vkey: str, *, as_json: bool = False, signatures: bool = True
+                  ) -> int:
+    """Verify a log published as C2SP tlog-tiles (a directory or an http(s) URL prefix)."""
+    from verifier.tiles import open_tiles, verify_tiles
+
+    base: dict[str, Any] = {"tiles": source, "signatures_checked": signatures}
+    try:
+        verifier = load_vkey(vkey)
+        progress = Progress(None)
+        try:
+            report = verify_tiles(open_tiles(source), verifier, check_signatures=signatures,
+                                  progress=progress)
+        finally:
+            progress.close()
+    except VerificationError as exc:
+        if getattr(exc, "path", None):
+            base["path"] = exc.path  # type: ignore[attr-defined]
+        return _report_error(exc, as_json, base)
+    cp = report.checkpoint
+    unchecked = (f"; {report.agency_entries} agency signatures not checkable from tiles "
+                 "(their keys are registered in payloads)") if report.agency_entries else ""
+    _human(f"OK {report.entries} entries and {report.tiles} tiles verified against checkpoint "
+           f"{cp.origin} size {cp.size} ({report.operator_signatures} operator signatures "
+           f"checked{unchecked})", as_json)
+    if as_json:
+        _emit_json({**base, "ok": True, "entries": report.entries, "tiles": report.tiles,
+                    "operator_signatures": report.operator_signatures,
+                    "agency_signatures_unchecked": report.agency_entries,
+                    "checkpoint": {"origin": cp.origin, "size": cp.size, "root": cp.root.hex()},
+                    "failure": None})
+    return EXIT_OK
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m verifier",
         description="Independently verify a kiroku log: a whole export, an inclusion proof, a "
         "consistency proof, or keep watching a log (monitor). Exit 0 = verified, 1 = "
-        "verification failed (first bad index and kind printed), 2 = unusable input.",
+        "verification failed (first bad index and kind printed), 2 = unusable input. With "
+        "--witness VKEY (repeatable) and --quorum K, a checkpoint also needs K valid witness "
+        "cosignatures (C2SP tlog-cosignature/v1).",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     ex = sub.add_parser("export", help="verify a JSON Lines export (the default command)")
@@ -187,18 +287,29 @@ def _parser() -> argparse.ArgumentParser:
                     help="skip Ed25519 checks of entries (hashes, chain, keys and root only)")
     ex.add_argument("--workers", type=int, default=None,
                     help=f"worker processes (default: all {default_workers()} cores; 0 = none)")
+    _witness_options(ex)
     inc = sub.add_parser("inclusion", help="verify an inclusion proof (JSON)")
     inc.add_argument("proof")
     inc.add_argument("--checkpoint", required=True)
     inc.add_argument("--vkey", required=True)
     inc.add_argument("--leaf", help="file with the exact leaf bytes, checked against the proof")
     inc.add_argument("--json", action="store_true")
+    _witness_options(inc)
     con = sub.add_parser("consistency", help="verify a consistency proof (JSON) between checkpoints")
     con.add_argument("proof")
     con.add_argument("--old", required=True, help="older signed checkpoint")
     con.add_argument("--new", required=True, help="newer signed checkpoint")
     con.add_argument("--vkey", required=True)
     con.add_argument("--json", action="store_true")
+    _witness_options(con)
+    til = sub.add_parser("tiles", help="verify a log published as C2SP tlog-tiles "
+                         "(also: --tiles SOURCE)")
+    til.add_argument("source", help="tile directory ('kiroku log tiles --out') or http(s) URL "
+                     "prefix serving <prefix>/checkpoint and <prefix>/tile/…")
+    til.add_argument("--vkey", required=True, help="operator verifier key, or a file holding it")
+    til.add_argument("--json", action="store_true", help="also print a JSON report on stdout")
+    til.add_argument("--no-signatures", action="store_true",
+                     help="skip Ed25519 checks of operator-signed entries")
     mon = sub.add_parser("monitor", help="watch a log's checkpoints for rollback, forks and staleness")
     mon.add_argument("source", help="http(s) URL of the log, or a directory (see docs/verifier.md)")
     mon.add_argument("--vkey", required=True)
@@ -207,11 +318,22 @@ def _parser() -> argparse.ArgumentParser:
     mon.add_argument("--once", action="store_true", help="check once and exit")
     mon.add_argument("--max-age", type=float, default=None,
                      help="fail as stale if the log's checkpoint has not changed for this many seconds")
+    _witness_options(mon)
+    prf = sub.add_parser("proof", help="verify a C2SP tlog-proof file offline (kiroku log prove)")
+    prf.add_argument("proof", help="the .tlog-proof file, or - for stdin")
+    prf.add_argument("--vkey", required=True, help="the log's vkey (its name is the origin)")
+    prf.add_argument("--leaf", help="file with the entry's exact bytes, for proofs that do not "
+                     "carry them (kiroku's do, in their extra line)")
+    prf.add_argument("--origin", help="the checkpoint origin to accept (default: the vkey's name)")
+    prf.add_argument("--json", action="store_true")
+    _witness_options(prf)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args_in = list(sys.argv[1:] if argv is None else argv)
+    if args_in and args_in[0] == "--tiles":  # kiroku verify --tiles DIR|URL --vkey …
+        args_in[0] = "tiles"
     if args_in and args_in[0] not in COMMANDS and args_in[0] not in ("-h", "--help"):
         args_in.insert(0, "export")
     try:
@@ -220,13 +342,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     if args.command == "export":
         return export_command(args.export, args.checkpoint, args.vkey, as_json=args.json,
-                              signatures=not args.no_signatures, workers=args.workers)
+                              signatures=not args.no_signatures, workers=args.workers,
+                              witnesses=args.witness, quorum=args.quorum, origin=args.origin)
     if args.command == "inclusion":
         return inclusion_command(args.proof, args.checkpoint, args.vkey, leaf=args.leaf,
-                                 as_json=args.json)
+                                 as_json=args.json, witnesses=args.witness, quorum=args.quorum)
     if args.command == "consistency":
-        return consistency_command(args.proof, args.old, args.new, args.vkey, as_json=args.json)
+        return consistency_command(args.proof, args.old, args.new, args.vkey, as_json=args.json,
+                                   witnesses=args.witness, quorum=args.quorum, origin=args.origin)
+    if args.command == "proof":
+        return proof_command(args.proof, args.vkey, leaf=args.leaf, as_json=args.json,
+                             witnesses=args.witness, quorum=args.quorum, origin=args.origin)
+    if args.command == "tiles":
+        return tiles_command(args.source, args.vkey, as_json=args.json,
+                             signatures=not args.no_signatures)
     from verifier.monitor import monitor_command
 
     return monitor_command(args.source, args.vkey, args.state, interval=args.interval,
-                           once=args.once, max_age=args.max_age)
+                           once=args.once, max_age=args.max_age, witnesses=args.witness,
+                           quorum=args.quorum)

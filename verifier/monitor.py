@@ -9,7 +9,12 @@ The last verified checkpoint is kept in ``STATE/checkpoint`` (the signed note, a
 * ``inconsistent``: a larger tree whose consistency proof does not link it to the old one;
 * ``stale``: the served checkpoint has not changed for more than ``--max-age`` seconds (the log
   is expected to publish a fresh checkpoint, e.g. with new cosignatures, at least that often);
-* ``checkpoint-signature-invalid``: the checkpoint is not signed by the operator key.
+* ``checkpoint-signature-invalid``: the checkpoint is not signed by the operator key;
+* ``witness-quorum``: with ``--witness``/``--quorum K``, the checkpoint lacks K valid witness
+  cosignatures (C2SP tlog-cosignature/v1). A log URL is then read at
+  ``/v1/log/checkpoint/witnessed``. Rollbacks and forks are reported before the quorum is
+  checked: a second root signed by the operator is evidence whether or not witnesses saw it.
+  A checkpoint without the quorum is never stored as the last verified one.
 """
 
 from __future__ import annotations
@@ -19,14 +24,15 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from verifier.checkpoint import Checkpoint, open_checkpoint
+from verifier.cosignature import CosignatureVerifier, require_quorum
 from verifier.errors import MonitorError, UnusableInput, VerificationError
 from verifier.note import NoteVerifier
 from verifier.prefix import verify_extends
-from verifier.sources import Source, open_source
+from verifier.sources import HttpSource, Source, open_source
 
 EXIT_OK, EXIT_FAILED, EXIT_UNUSABLE = 0, 1, 2
 
@@ -80,9 +86,17 @@ def save_state(directory: str, state: MonitorState) -> None:
     _write_atomic(os.path.join(directory, "state.json"), json.dumps(meta).encode())
 
 
+class WitnessedHttpSource(HttpSource):
+    """A log URL whose cosigned checkpoint is read (GET /v1/log/checkpoint/witnessed)."""
+
+    def checkpoint(self) -> bytes:
+        return self._get("/v1/log/checkpoint/witnessed")
+
+
 def check_once(
     source: Source, vkey: NoteVerifier, state_dir: str, *, max_age: float | None = None,
-    now: Callable[[], float] = time.time,
+    now: Callable[[], float] = time.time, witnesses: Sequence[CosignatureVerifier] = (),
+    quorum: int = 0,
 ) -> Checkpoint:
     """One poll: verify the served checkpoint against the stored one and store it.
 
@@ -94,6 +108,7 @@ def check_once(
     previous = load_state(state_dir)
     moment = now()
     if previous is None:
+        _require_quorum(note, witnesses, quorum)
         save_state(state_dir, MonitorState(note, moment))
         return new
     old = open_checkpoint(previous.note, vkey, origin=vkey.name)
@@ -115,6 +130,7 @@ def check_once(
             raise MonitorError(
                 f"size {new.size} does not extend size {old.size}: {exc}", kind="inconsistent"
             ) from None
+    _require_quorum(note, witnesses, quorum)
     if note != previous.note:
         save_state(state_dir, MonitorState(note, moment))
         return new
@@ -127,22 +143,31 @@ def check_once(
     return new
 
 
+def _require_quorum(note: bytes, witnesses: Sequence[CosignatureVerifier], quorum: int) -> None:
+    if quorum:
+        require_quorum(note, witnesses, quorum)
+
+
 def monitor_command(
     source: str, vkey: str, state: str, *, interval: float = 60.0, once: bool = False,
-    max_age: float | None = None,
+    max_age: float | None = None, witnesses: Sequence[str] | None = None,
+    quorum: int | None = None,
 ) -> int:
     """Poll ``source`` until a check fails (exit 1), or once with ``once``."""
-    from verifier.cli import load_vkey
+    from verifier.cli import load_vkey, load_witnesses
 
     try:
         verifier = load_vkey(vkey)
+        trusted, k = load_witnesses(witnesses, quorum)
         src = open_source(source)
+        if k and isinstance(src, HttpSource):
+            src = WitnessedHttpSource(src.url)
     except UnusableInput as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_UNUSABLE
     while True:
         try:
-            cp = check_once(src, verifier, state, max_age=max_age)
+            cp = check_once(src, verifier, state, max_age=max_age, witnesses=trusted, quorum=k)
         except UnusableInput as exc:
             print(f"error: {exc}", file=sys.stderr)
             if once:
