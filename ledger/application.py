@@ -23,6 +23,7 @@ from sqlalchemy import Engine, select
 
 from ledger import checkpoints as cps
 from ledger.catalog import Catalog as CatalogData
+from ledger.completeness import CompletenessIndex
 from ledger.config import Settings
 from ledger.domain import (
     OPERATOR,
@@ -629,12 +630,28 @@ class Ledger(Application[UUID]):
                     raise InconsistentCheckpoint(
                         f"stored data no longer reproduces the root signed at size {latest.size}")
                 if size == latest.size:
+                    self.completeness.update(session, size, latest.root)  # if not yet indexed
                     return latest
             root = StoredTree(self.log, size).root()
             signed = cps.sign(self.origin, size, root, self.operator_key)
             session.execute(checkpoint_table.insert().values(
                 tree_size=size, root_hash=root, note=signed.note, signed_at=format_time(now_utc())))
+            # docs/completeness.md: the index note for this size is signed in the same
+            # transaction, so no checkpoint is ever published without its index.
+            self.completeness.update(session, size, root)
         return signed
+
+    @property
+    def completeness(self) -> CompletenessIndex:
+        """The completeness index (ledger.completeness); its secret is created on first use."""
+        index: CompletenessIndex | None = getattr(self, "_completeness", None)
+        if index is None:
+            from ledger.completeness import secret_path
+
+            index = CompletenessIndex(self.log, self.origin, self.operator_key,
+                                      secret_path(self.settings.key_dir))
+            self._completeness = index
+        return index
 
     def verify_latest_checkpoint(self) -> None:
         """Start-up check: the latest signed checkpoint still holds over stored data."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Index,
     Integer,
@@ -75,4 +76,49 @@ witness_state = Table(
     Column("witness", Text, primary_key=True),  # the witness's vkey
     Column("tree_size", _BigInt, nullable=False),
     Column("updated_at", Text, nullable=False),
+)
+
+# Completeness index (docs/completeness.md): the state as of the latest signed index note.
+
+#: Every provision entry the index has read whose payload was still there: which index key its
+#: subject has and whether the resident sees it (not 不開示). Rows below the retention horizon
+#: are deleted once their payloads are erased.
+completeness_record = Table(
+    "kiroku_completeness_record",
+    metadata,
+    Column("idx", _BigInt, primary_key=True, autoincrement=False),
+    Column("index_key", LargeBinary, nullable=False),
+    Column("disclosed", Boolean, nullable=False),
+    Index("kiroku_completeness_record_key_idx", "index_key", "idx"),
+)
+
+#: One row per resident with disclosed records: the chain seed, the leaf value and its length.
+completeness_resident = Table(
+    "kiroku_completeness_resident",
+    metadata,
+    Column("index_key", LargeBinary, primary_key=True),
+    Column("seed", LargeBinary, nullable=False),
+    Column("value", LargeBinary, nullable=False),
+    Column("count", _BigInt, nullable=False),
+)
+
+#: The sparse Merkle tree's stored positions (ledger.index_tree): leaf rows carry their key.
+completeness_node = Table(
+    "kiroku_completeness_node",
+    metadata,
+    Column("node_id", LargeBinary, primary_key=True),
+    Column("leaf_key", LargeBinary, nullable=True),
+    Column("hash", LargeBinary, nullable=False),
+)
+
+#: Every index note the operator signed, one per indexed tree size.
+completeness_note = Table(
+    "kiroku_completeness_note",
+    metadata,
+    Column("tree_size", _BigInt, primary_key=True, autoincrement=False),
+    Column("log_root", LargeBinary, nullable=False),
+    Column("index_root", LargeBinary, nullable=False),
+    Column("retained_from", _BigInt, nullable=False),
+    Column("note", Text, nullable=False),
+    Column("signed_at", Text, nullable=False),
 )

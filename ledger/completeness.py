@@ -1,0 +1,444 @@
+"""The completeness index: a signed commitment, per tree size, to every resident's record list.
+
+docs/completeness.md is the specification; in short, for the signed tree of size N:
+
+- resident R (payload ``subject`` = pseudonym P) has the index key
+  ``k = HMAC-SHA256(K, "kiroku/completeness/key/v1\\n" ‖ P)`` and the blind
+  ``b = HMAC-SHA256(K, "kiroku/completeness/blind/v1\\n" ‖ P)``, K being the operator's index
+  secret (a file beside the operator key, handed to auditors, never logged or exported);
+- R's leaf value chains the (log index, leaf hash) of R's disclosed provision entries in
+  [retained_from, N), in log order: ``c0 = SHA-256("kiroku/completeness/leaf/v1\\n" ‖ b)``,
+  ``c_j = SHA-256(c_{j-1} ‖ uint64be(index_j) ‖ leaf_hash_j)``; a chain extends in O(1) per
+  record;
+- the values sit in a sparse Merkle tree (ledger.index_tree) whose root is signed in an index
+  note bound to the checkpoint of the same size and root.
+
+The index is brought up to date when a checkpoint is signed, in the same transaction
+(``Ledger.checkpoint``), so appends pay nothing and each checkpoint pays for what was appended
+since the last one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from eventsourcing.utils import get_topic
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from ledger import index_tree
+from ledger.domain import Provision
+from ledger.encoding import b64encode, format_time, now_utc
+from ledger.errors import ConfigurationError, IntegrityFailure, NotFound
+from ledger.keys import SigningKey, note_key_id
+from ledger.schema import checkpoint as checkpoint_table
+from ledger.schema import completeness_node as node_table
+from ledger.schema import completeness_note as note_table
+from ledger.schema import completeness_record as record_table
+from ledger.schema import completeness_resident as resident_table
+from ledger.schema import log_entry
+
+NOTE_SUFFIX = "/completeness/v1"
+KEY_NOTE_SUFFIX = "/completeness/key/v1"
+_KEY_DOMAIN = b"kiroku/completeness/key/v1\n"
+_BLIND_DOMAIN = b"kiroku/completeness/blind/v1\n"
+_LEAF_DOMAIN = b"kiroku/completeness/leaf/v1\n"
+_SUBJECT_DOMAIN = b"kiroku/completeness/subject/v1\n"
+_PROVISION_TOPIC = get_topic(Provision.Recorded)
+_CHUNK = 5000
+_IN = 500  # ids per IN (...) list
+
+
+# Secret ------------------------------------------------------------------------------------
+SECRET_FILE = "completeness.key"
+
+
+def secret_path(key_dir: Path) -> Path:
+    """Where the index secret K lives: beside the operator key, never in the database."""
+    return key_dir / SECRET_FILE
+
+
+def load_or_create_secret(path: Path) -> bytes:
+    """The index secret K (32 random bytes, hex in a 0600 file), created on first use."""
+    if path.exists():
+        try:
+            secret = bytes.fromhex(path.read_text().strip())
+        except (OSError, ValueError) as exc:
+            raise ConfigurationError(f"cannot read the completeness index secret {path}: {exc}"
+                                     ) from None
+        if len(secret) != 32:
+            raise ConfigurationError(f"{path}: expected 64 hex digits (32 bytes)")
+        return secret
+    secret = secrets.token_bytes(32)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secret.hex() + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    return secret
+
+
+class IndexSecret:
+    """Derives a subject's index key and blind (HMAC-SHA256, RFC 2104)."""
+
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+        self.derive = lru_cache(maxsize=65536)(self._derive)
+
+    def _derive(self, subject: str) -> tuple[bytes, bytes]:
+        raw = subject.encode()
+        return (hmac.new(self._secret, _KEY_DOMAIN + raw, hashlib.sha256).digest(),
+                hmac.new(self._secret, _BLIND_DOMAIN + raw, hashlib.sha256).digest())
+
+
+def chain_seed(blind: bytes) -> bytes:
+    return hashlib.sha256(_LEAF_DOMAIN + blind).digest()
+
+
+def chain_step(chain: bytes, index: int, leaf_hash: bytes) -> bytes:
+    return hashlib.sha256(chain + index.to_bytes(8, "big") + leaf_hash).digest()
+
+
+def subject_digest(subject: str) -> bytes:
+    return hashlib.sha256(_SUBJECT_DOMAIN + subject.encode()).digest()
+
+
+# Notes -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class IndexNote:
+    size: int
+    log_root: bytes
+    index_root: bytes
+    retained_from: int
+    note: str
+
+
+def _signed(text: str, origin: str, key: SigningKey) -> str:
+    """C2SP signed-note by the operator's note key (named after the origin)."""
+    signature = key.sign(text.encode())
+    return f"{text}\n\u2014 {origin} {b64encode(note_key_id(origin, key.public_bytes) + signature)}\n"
+
+
+def sign_index_note(origin: str, size: int, log_root: bytes, index_root: bytes,
+                    retained_from: int, key: SigningKey) -> IndexNote:
+    """docs/completeness.md "Index note": lines 2 and 3 are the checkpoint's size and root."""
+    text = (f"{origin}{NOTE_SUFFIX}\n{size}\n{b64encode(log_root)}\n{b64encode(index_root)}\n"
+            f"{retained_from}\n")
+    return IndexNote(size, log_root, index_root, retained_from, _signed(text, origin, key))
+
+
+def sign_key_note(origin: str, index_key: bytes, subject: str, key: SigningKey) -> str:
+    """The operator's signed word that ``index_key`` is the key of this subject (evidence an
+    auditor holding K can refute if false; docs/completeness.md "Key note")."""
+    text = f"{origin}{KEY_NOTE_SUFFIX}\n{b64encode(index_key)}\n{b64encode(subject_digest(subject))}\n"
+    return _signed(text, origin, key)
+
+
+# The index ---------------------------------------------------------------------------------
+class CompletenessIndex:
+    """Reads and writes the index tables; every method takes or opens its own transaction."""
+
+    def __init__(self, log: Any, origin: str, operator_key: SigningKey, secret: Path | bytes
+                 ) -> None:
+        self.log = log
+        self.origin = origin
+        self.operator_key = operator_key
+        self._secret_source = secret
+        self._secret: IndexSecret | None = None
+        self._events = log.events_record_cls.__table__
+
+    @property
+    def secret(self) -> IndexSecret:
+        """Loaded (or created) when first needed: opening a ledger to read never writes a key."""
+        if self._secret is None:
+            source = self._secret_source
+            raw = source if isinstance(source, bytes) else load_or_create_secret(source)
+            self._secret = IndexSecret(raw)
+        return self._secret
+
+    # Writing (inside the checkpoint's write transaction) ----------------------------------
+    def update(self, session: Session, size: int, log_root: bytes) -> IndexNote:
+        """Bring the index from the last indexed size to ``size`` and sign its note."""
+        last = session.execute(select(note_table.c.tree_size, note_table.c.retained_from)
+                               .order_by(note_table.c.tree_size.desc()).limit(1)).first()
+        start, retained = (int(last[0]), int(last[1])) if last is not None else (0, 0)
+        if size < start:
+            raise IntegrityFailure(f"the index covers {start} entries, the log only {size}")
+        if last is not None and size == start:
+            row = session.execute(select(note_table.c.note, note_table.c.log_root,
+                                         note_table.c.index_root)
+                                  .where(note_table.c.tree_size == size)).one()
+            if bytes(row.log_root) != log_root:
+                raise IntegrityFailure(f"the index note for size {size} names another log root")
+            return IndexNote(size, log_root, bytes(row.index_root), retained, row.note)
+        appended: dict[bytes, list[tuple[int, bytes]]] = {}
+        seeds: dict[bytes, bytes] = {}
+        for low in range(start, size, _CHUNK):
+            retained = self._read_entries(session, low, min(low + _CHUNK, size), retained,
+                                          appended, seeds)
+        before = int(last[1]) if last is not None else 0
+        retained = self._erasure_horizon(session, retained, start)
+        rebuild: set[bytes] = set()
+        if retained > before:
+            rebuild = self._drop_below(session, retained)
+            for key, listed in appended.items():
+                appended[key] = [(i, h) for i, h in listed if i >= retained]
+        index_root = self._apply(session, appended, seeds, rebuild, retained)
+        signed = sign_index_note(self.origin, size, log_root, index_root, retained,
+                                 self.operator_key)
+        session.execute(insert(note_table).values(
+            tree_size=size, log_root=log_root, index_root=index_root, retained_from=retained,
+            note=signed.note, signed_at=format_time(now_utc())))
+        return signed
+
+    def _read_entries(self, session: Session, low: int, high: int, retained: int,
+                      appended: dict[bytes, list[tuple[int, bytes]]], seeds: dict[bytes, bytes]
+                      ) -> int:
+        """Index the provision entries in [low, high); returns the retention horizon, raised
+        past any entry whose payload is already erased."""
+        events = self._events
+        rows = session.execute(
+            select(log_entry.c.idx, log_entry.c.leaf_hash, events.c.state)
+            .join(events, events.c.id == log_entry.c.notification_id)
+            .where(log_entry.c.idx >= low, log_entry.c.idx < high,
+                   events.c.topic == _PROVISION_TOPIC)
+            .order_by(log_entry.c.idx)).all()
+        records = []
+        derive = self.secret.derive
+        for idx, digest, state in rows:
+            # The JSON transcoder stores the event's fields as plain JSON (projections.decode
+            # reads them the same way); only the payload's subject and flag matter here.
+            payload = json.loads(state)["payload"]
+            if payload is None:  # erased at the end of retention
+                retained = max(retained, int(idx) + 1)
+                continue
+            key, blind = derive(payload["subject"])
+            disclosed = not payload["non_disclosure"]
+            records.append({"idx": int(idx), "index_key": key, "disclosed": disclosed})
+            if disclosed:
+                appended.setdefault(key, []).append((int(idx), bytes(digest)))
+                seeds[key] = blind
+        if records:
+            session.execute(insert(record_table), records)
+        return retained
+
+    def _erasure_horizon(self, session: Session, retained: int, start: int) -> int:
+        """The index past the last erased record. Erasure (ledger.retention) goes in log order
+        and stops at the first record still due, so erased records are a prefix: a binary search
+        over log indices reads O(log n) events instead of scanning."""
+        def first_erased(at: int) -> bool:
+            row = session.execute(
+                select(self._events.c.state)
+                .join(log_entry, log_entry.c.notification_id == self._events.c.id)
+                .where(log_entry.c.idx == select(func.min(record_table.c.idx))
+                       .where(record_table.c.idx >= at, record_table.c.idx < start)
+                       .scalar_subquery())).first()
+            return row is not None and json.loads(row[0])["payload"] is None
+
+        if start <= retained or not first_erased(retained):
+            return retained
+        low, high = retained, start  # first_erased(low) holds, first_erased(high) does not
+        while high - low > 1:
+            middle = (low + high) // 2
+            if first_erased(middle):
+                low = middle
+            else:
+                high = middle
+        return low + 1
+
+    def _drop_below(self, session: Session, horizon: int) -> set[bytes]:
+        """Forget records below the horizon; returns the keys whose chains must be rebuilt."""
+        keys = {bytes(k) for (k,) in session.execute(
+            select(record_table.c.index_key).distinct()
+            .where(record_table.c.idx < horizon, record_table.c.disclosed.is_(True)))}
+        session.execute(delete(record_table).where(record_table.c.idx < horizon))
+        return keys
+
+    def _apply(self, session: Session, appended: dict[bytes, list[tuple[int, bytes]]],
+               seeds: dict[bytes, bytes], rebuild: set[bytes], retained: int) -> bytes:
+        keys = sorted(set(appended) | rebuild)
+        known = self._residents(session, keys)
+        inserts: list[dict[str, Any]] = []
+        updates: list[dict[str, Any]] = []
+        removed: list[bytes] = []
+        leaves: dict[bytes, bytes | None] = {}
+        for key in keys:
+            row = known.get(key)
+            if row is None and key not in seeds:
+                continue  # only erased records, never indexed: nothing to remove
+            seed = row[0] if row is not None else chain_seed(seeds[key])
+            if key in rebuild:
+                chain, count = seed, 0
+                for idx, digest in self._records_of(session, key, retained):
+                    chain, count = chain_step(chain, idx, digest), count + 1
+            else:
+                chain, count = (row[1], row[2]) if row is not None else (seed, 0)
+                for idx, digest in appended[key]:
+                    chain, count = chain_step(chain, idx, digest), count + 1
+            if count == 0:
+                leaves[key] = None
+                if row is not None:
+                    removed.append(key)
+                continue
+            leaves[key] = index_tree.leaf_hash(key, chain)
+            values = {"index_key": key, "seed": seed, "value": chain, "count": count}
+            (updates if row is not None else inserts).append(values)
+        if inserts:
+            session.execute(insert(resident_table), inserts)
+        if updates:
+            session.execute(update(resident_table)
+                            .where(resident_table.c.index_key == _bind("index_key"))
+                            .values(value=_bind("value"), count=_bind("count")),
+                            [{"b_index_key": u["index_key"], "b_value": u["value"],
+                              "b_count": u["count"]} for u in updates])
+        for chunk in _chunks(removed):
+            session.execute(delete(resident_table).where(resident_table.c.index_key.in_(chunk)))
+        tree = index_tree.TreeUpdate(lambda ids: self._read_nodes(session, ids))
+        root = tree.apply(leaves)
+        changes = tree.changes
+        for chunk in _chunks(sorted(changes.delete)):
+            session.execute(delete(node_table).where(node_table.c.node_id.in_(chunk)))
+        fresh = [{"node_id": i, "leaf_key": n.key, "hash": n.hash}
+                 for i, n in changes.put.items() if i not in changes.existed]
+        moved = [{"b_node_id": i, "b_leaf_key": n.key, "b_hash": n.hash}
+                 for i, n in changes.put.items() if i in changes.existed]
+        if fresh:
+            session.execute(insert(node_table), fresh)
+        if moved:
+            session.execute(update(node_table).where(node_table.c.node_id == _bind("node_id"))
+                            .values(leaf_key=_bind("leaf_key"), hash=_bind("hash")), moved)
+        return root
+
+    # Reading -------------------------------------------------------------------------------
+    @staticmethod
+    def _residents(session: Session, keys: list[bytes]) -> dict[bytes, tuple[bytes, bytes, int]]:
+        found = {}
+        for chunk in _chunks(keys):
+            for key, seed, value, count in session.execute(
+                    select(resident_table.c.index_key, resident_table.c.seed,
+                           resident_table.c.value, resident_table.c.count)
+                    .where(resident_table.c.index_key.in_(chunk))):
+                found[bytes(key)] = (bytes(seed), bytes(value), int(count))
+        return found
+
+    @staticmethod
+    def _read_nodes(session: Session, ids: Collection[bytes]) -> dict[bytes, index_tree.Node]:
+        found = {}
+        for chunk in _chunks(list(ids)):
+            for node_id, leaf_key, digest in session.execute(
+                    select(node_table.c.node_id, node_table.c.leaf_key, node_table.c.hash)
+                    .where(node_table.c.node_id.in_(chunk))):
+                found[bytes(node_id)] = index_tree.Node(
+                    bytes(digest), None if leaf_key is None else bytes(leaf_key))
+        return found
+
+    @staticmethod
+    def _records_of(session: Session, key: bytes, retained: int, size: int | None = None
+                    ) -> list[tuple[int, bytes]]:
+        query = (select(record_table.c.idx, log_entry.c.leaf_hash)
+                 .join(log_entry, log_entry.c.idx == record_table.c.idx)
+                 .where(record_table.c.index_key == key, record_table.c.disclosed.is_(True),
+                        record_table.c.idx >= retained))
+        if size is not None:
+            query = query.where(record_table.c.idx < size)
+        return [(int(i), bytes(h)) for i, h in session.execute(query.order_by(record_table.c.idx))]
+
+    def latest_note(self) -> IndexNote | None:
+        with self.log.transaction(commit=False) as session:
+            return _latest(session)
+
+    def prove(self, subject: str) -> dict[str, Any]:
+        """The resident's completeness proof at the latest indexed size (docs/completeness.md
+        "Resident proof"). Read optimistically: the index note is read again at the end, and
+        the reads are repeated if an update committed in between (notes are only added)."""
+        key, blind = self.secret.derive(subject)
+        for _ in range(5):
+            with self.log.transaction(commit=False) as session:
+                note = _latest(session)
+                if note is None:
+                    raise NotFound("no completeness index has been signed yet")
+                records = self._records_of(session, key, note.retained_from, note.size)
+                siblings, end = index_tree.prove(lambda ids: self._read_nodes(session, ids), key)
+                neighbour = None
+                if end is not None and end.key != key:
+                    assert end.key is not None
+                    value = self._residents(session, [end.key])[end.key][1]
+                    neighbour = {"index_key": b64encode(end.key), "value": b64encode(value)}
+                checkpoint = session.execute(
+                    select(checkpoint_table.c.note).where(checkpoint_table.c.tree_size == note.size)
+                    .limit(1)).scalar()
+            with self.log.transaction(commit=False) as session:
+                again = _latest(session)
+            if again is not None and again.size == note.size:
+                return {
+                    "index_note": note.note, "checkpoint": checkpoint,
+                    "key_note": sign_key_note(self.origin, key, subject, self.operator_key),
+                    "index_key": b64encode(key), "blind": b64encode(blind),
+                    "records": [{"index": i, "leaf_hash": b64encode(h)} for i, h in records],
+                    "siblings": [b64encode(h) for h in siblings], "neighbour": neighbour,
+                }
+        raise IntegrityFailure("the completeness index kept changing while it was read; retry")
+
+    def dump(self) -> Iterator[dict[str, Any]]:
+        """The latest index, for auditors (``kiroku log completeness-dump``): its note, then one
+        line per resident key with its value and records, in key order. No pseudonyms."""
+        with self.log.transaction(commit=False) as session:
+            note = _latest(session)
+            if note is None:
+                raise NotFound("no completeness index has been signed yet")
+            yield {"index_note": note.note}
+            values = {bytes(k): bytes(v) for k, v in session.execute(
+                select(resident_table.c.index_key, resident_table.c.value))}
+            current: bytes | None = None
+            records: list[list[Any]] = []
+            rows = session.execute(
+                select(record_table.c.index_key, record_table.c.idx, log_entry.c.leaf_hash)
+                .join(log_entry, log_entry.c.idx == record_table.c.idx)
+                .where(record_table.c.disclosed.is_(True),
+                       record_table.c.idx >= note.retained_from, record_table.c.idx < note.size)
+                .order_by(record_table.c.index_key, record_table.c.idx))
+            for key, idx, digest in rows:
+                if key != current:
+                    if current is not None:
+                        yield _dump_line(current, values, records)
+                    current, records = bytes(key), []
+                records.append([int(idx), b64encode(bytes(digest))])
+            if current is not None:
+                yield _dump_line(current, values, records)
+
+
+def _dump_line(key: bytes, values: dict[bytes, bytes], records: list[list[Any]]) -> dict[str, Any]:
+    return {"index_key": b64encode(key), "value": b64encode(values.get(key, b"")),
+            "records": records}
+
+
+def _latest(session: Session) -> IndexNote | None:
+    row = session.execute(select(note_table).order_by(note_table.c.tree_size.desc()).limit(1)
+                          ).first()
+    if row is None:
+        return None
+    return IndexNote(int(row.tree_size), bytes(row.log_root), bytes(row.index_root),
+                     int(row.retained_from), row.note)
+
+
+def _bind(name: str) -> Any:
+    from sqlalchemy import bindparam
+
+    return bindparam("b_" + name)
+
+
+def _chunks(items: list[bytes]) -> Iterator[list[bytes]]:
+    for start in range(0, len(items), _IN):
+        yield items[start:start + _IN]
