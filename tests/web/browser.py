@@ -41,13 +41,13 @@ DESKTOP = {"width": 1280, "height": 900}
 MOBILE = {"width": 375, "height": 812}
 
 
-def unavailable_reason() -> str | None:
+def unavailable_reason(chromium: Path = CHROMIUM, package: str = "playwright") -> str | None:
     """Why browser tests cannot run here, or None when they can. Every reason names Chromium."""
-    if importlib.util.find_spec("playwright") is None:
-        return ("Chromium tests need the playwright package (pip install -e '.[dev]'); "
+    if importlib.util.find_spec(package) is None:
+        return (f"Chromium tests need the {package} package (pip install -e '.[dev]'); "
                 "it is not installed")
-    if not os.access(CHROMIUM, os.X_OK):
-        return f"Chromium not found at {CHROMIUM} (apt-get install chromium)"
+    if not os.access(chromium, os.X_OK):
+        return f"Chromium not found at {chromium} (apt-get install chromium)"
     return None
 
 

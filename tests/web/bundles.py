@@ -213,8 +213,15 @@ class SparseTree:
         return [*self.path(m - k, lo + k, hi), self.mth(lo, lo + k)]
 
 
-def synthetic_bundle(size: int, count: int, origin: str = "bench.kiroku/log") -> tuple[Bundle, str]:
-    """``count`` provision records spread over a log of ``size`` entries, signed checkpoint, vkey."""
+def synthetic_bundle(size: int, count: int, origin: str = "bench.kiroku/log", *,
+                     edit_leaf: Callable[[int, dict[str, Any]], bytes] | None = None,
+                     ) -> tuple[Bundle, str]:
+    """``count`` provision records spread over a log of ``size`` entries, signed checkpoint, vkey.
+
+    ``edit_leaf(n, entry)``, when given, returns the leaf bytes of record ``n`` in place of
+    ``JCS(entry)``; the tree and checkpoint are built over what it returns, so the record's proof
+    and signature hold and only the checks after the proof can catch the edit.
+    """
     key = SigningKey.generate()
     step = size // count
     records: list[dict[str, Any]] = []
@@ -229,10 +236,11 @@ def synthetic_bundle(size: int, count: int, origin: str = "bench.kiroku/log") ->
                    "non_disclosure": False, "operator": "op-KYOKAI-01"}
         commitment = b64(hashlib.sha256(b"kiroku/commitment/v1\n" + salt
                                         + rfc8785.dumps(payload)).digest())
-        leaf = rfc8785.dumps({"v": 1, "kind": "provision", "agency": "131121",
-                              "key_id": "0123456789abcdef", "time": "2026-06-10T01:23:45Z",
-                              "commitment": commitment, "index": index, "prev": b64(bytes(32)),
-                              "logged_at": "2026-06-10T01:23:46Z", "signature": b64(bytes(64))})
+        entry: dict[str, Any] = {"v": 1, "kind": "provision", "agency": "131121", "key_id": "0123456789abcdef",
+                 "time": "2026-06-10T01:23:45Z", "commitment": commitment, "index": index,
+                 "prev": b64(bytes(32)), "logged_at": "2026-06-10T01:23:46Z",
+                 "signature": b64(bytes(64))}
+        leaf = edit_leaf(n, entry) if edit_leaf else rfc8785.dumps(entry)
         leaves[index] = leaf
         records.append({"id": f"bench-{n}", "index": index, "leaf": b64(leaf), "payload": payload,
                         "salt": b64(salt),
@@ -246,3 +254,24 @@ def synthetic_bundle(size: int, count: int, origin: str = "bench.kiroku/log") ->
                                "proof": [b64(h) for h in tree.path(index)]}
     note = sign_checkpoint(origin, size, root, key).note
     return {"checkpoint": note, "records": records}, vkey(origin, key.public_bytes)
+
+
+def signed_leaf_cases() -> list[Case]:
+    """Leaves the operator did sign into the tree but that break the log format: the proof holds,
+    so only the checks after it (docs/log-format.md validity rules 1-2) catch them."""
+
+    def non_canonical(n: int, entry: dict[str, Any]) -> bytes:
+        return json.dumps(entry, indent=1).encode() if n == 0 else rfc8785.dumps(entry)
+
+    def other_index(n: int, entry: dict[str, Any]) -> bytes:
+        changed: dict[str, Any] = {**entry, "index": entry["index"] + 1} if n == 1 else entry
+        return rfc8785.dumps(changed)
+
+    cases = []
+    for name, edit, target, code in (("signed-non-canonical-leaf", non_canonical, 0, "malformed"),
+                                     ("signed-leaf-naming-another-index", other_index, 1,
+                                      "index-mismatch")):
+        bundle, key = synthetic_bundle(1000, 4, edit_leaf=edit)
+        ids = [r["id"] for r in bundle["records"]]
+        cases.append(Case(name, bundle, key, dict.fromkeys(ids, "ok") | {ids[target]: code}))
+    return cases

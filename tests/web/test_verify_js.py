@@ -21,7 +21,13 @@ import rfc8785
 from tests.dbutil import sqlite_database
 from tests.ledger.fixtures import make_world
 from tests.web.browser import REPO, PageErrors
-from tests.web.bundles import Case, ledger_bundle, synthetic_bundle, tampered_cases
+from tests.web.bundles import (
+    Case,
+    ledger_bundle,
+    signed_leaf_cases,
+    synthetic_bundle,
+    tampered_cases,
+)
 from tests.web.server import serve_static
 
 if TYPE_CHECKING:
@@ -69,7 +75,7 @@ def ledger_cases() -> Iterator[tuple[list[Case], str]]:
     erased = bundle["records"][4]
     erased.update(payload=None, salt=None)
     erased.pop("expected")
-    yield tampered_cases(bundle, key, erased=erased["id"]), erased["id"]
+    yield tampered_cases(bundle, key, erased=erased["id"]) + signed_leaf_cases(), erased["id"]
 
 
 @pytest.fixture(scope="module")

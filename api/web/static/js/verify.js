@@ -2,6 +2,10 @@
 // resident's own browser, from the record's leaf bytes, its RFC 9162 inclusion proof and the
 // operator's signed checkpoint (C2SP tlog-checkpoint in a C2SP signed-note, Ed25519).
 //
+// Main entry point for pages: verifyRecords(bundle, vkey) -> Map(id -> {ok: true, index,
+// treeSize, origin, root, erased} | {ok: false, code, message}); when the checkpoint itself
+// fails, every record gets code 'bad-checkpoint' and `cause` holds the underlying code.
+//
 // An ES module with no build step. Hashing is WebCrypto (crypto.subtle, available in a secure
 // context: https or http://127.0.0.1 / localhost). Ed25519 is WebCrypto's where the browser has it,
 // else the vendored @noble/ed25519 (./vendor/noble-ed25519.js, loaded only when needed).
@@ -57,6 +61,7 @@ function describe(value) {
     return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
   }
   if (value instanceof Uint8Array) return `${value.length} bytes`;
+  if (typeof value === 'number' || typeof value === 'bigint') return String(value);
   return value === null ? 'null' : typeof value;
 }
 
@@ -482,14 +487,17 @@ async function verifyRecord(record, checkpoint) {
   // RFC 9162 §2.1.3.2, to the root the operator signed.
   await verifyInclusion(index, checkpoint.size, digest, inclusion.proof, checkpoint.root);
 
-  // docs/log-format.md: the leaf is JCS(entry) and names its own index.
+  // docs/log-format.md validity rules 1-2: the leaf is JCS(entry) and names its own index.
   let entry;
+  let text;
   try {
-    entry = JSON.parse(utf8Strict.decode(leaf));
+    text = utf8Strict.decode(leaf);
+    entry = JSON.parse(text);
   } catch {
     fail('malformed', 'leaf: got bytes that are not JSON, expected canonical JSON');
   }
   if (!isObject(entry)) fail('malformed', `leaf: got ${describe(entry)}, expected a JSON object`);
+  if (canonicalJson(entry) !== text) fail('malformed', 'leaf: got JSON that is not canonical, expected RFC 8785 form');
   if (entry.index !== index) fail('index-mismatch', `leaf index: got ${entry.index}, expected ${index}`);
 
   const { payload, salt } = record;
