@@ -12,7 +12,7 @@ from fastapi.openapi.utils import get_openapi
 
 from api import problems, web
 from api.limits import LimitsMiddleware
-from api.routers import agencies, auth, health, log, me, provisions, tiles
+from api.routers import agencies, auth, completeness, health, log, me, provisions, tiles
 from api.services import Services
 from api.settings import ApiSettings
 from ledger.application import Ledger
@@ -66,7 +66,7 @@ def create_app(settings: ApiSettings, ledger: Ledger | None = None) -> FastAPI:
                   responses=problems.responses(400, 405, 413, 429))
     app.state.services = services
     problems.install(app)
-    for module in (provisions, agencies, auth, me, log, health, tiles):
+    for module in (provisions, agencies, auth, me, completeness, log, health, tiles):
         app.include_router(module.router)
     web.install(app)
     app.add_middleware(LimitsMiddleware, max_body=settings.max_body_bytes,  # type: ignore[arg-type]

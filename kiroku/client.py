@@ -196,6 +196,10 @@ class ResidentClient(_Base):
         return self._check(self.http.get(f"/v1/me/provisions/{provision_id}",
                                          headers=self._auth())).json()  # type: ignore[no-any-return]
 
+    def completeness(self) -> dict[str, Any]:
+        return self._check(self.http.get("/v1/me/completeness",
+                                         headers=self._auth())).json()  # type: ignore[no-any-return]
+
 
 def verify_record(detail: dict[str, Any], vkey: str) -> dict[str, Any]:
     """Check a record from GET /v1/me/provisions/{id} offline; raise VerificationError.
@@ -228,6 +232,31 @@ def verify_record(detail: dict[str, Any], vkey: str) -> dict[str, Any]:
     return entry  # type: ignore[no-any-return]
 
 
+def verify_completeness(proof: dict[str, Any], vkey: str, details: Sequence[dict[str, Any]]
+                        ) -> Any:
+    """Check GET /v1/me/completeness against the records the resident was shown; raise
+    VerificationError (docs/completeness.md "What a resident checks").
+
+    ``details`` are the resident's records from GET /v1/me/provisions/{id}: each is verified
+    with ``verify_record`` first, and the index must list exactly their (index, leaf hash)
+    below its signed size. The pseudonym in their payloads is checked against the key note.
+    """
+    from verifier.completeness import ResidentProof, verify_resident_proof
+
+    held, subjects = [], set()
+    for detail in details:
+        if not detail.get("inclusion"):
+            continue  # appended after the latest checkpoint: beyond any signed index too
+        entry = verify_record(detail, vkey)
+        held.append((int(entry["index"]), base64.b64decode(detail["leaf_hash"])))
+        if detail.get("payload") is not None:
+            subjects.add(detail["payload"]["subject"])
+    if len(subjects) > 1:
+        raise VerificationError("the records shown are about more than one subject")
+    return verify_resident_proof(ResidentProof.from_json(proof), NoteVerifier.from_vkey(vkey),
+                                 held=held, subject=next(iter(subjects), None))
+
+
 # -- command line -------------------------------------------------------------------------------
 def _print(value: Any) -> None:
     print(json.dumps(value, ensure_ascii=False, indent=2))
@@ -244,7 +273,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     res.add_argument("--key", type=Path, required=True)
     res.add_argument("--vkey", help="operator vkey to verify against (default: ask the server, "
                      "which only proves consistency, not authenticity)")
-    res.add_argument("action", choices=["login", "list", "show", "verify"])
+    res.add_argument("action", choices=["login", "list", "show", "verify", "completeness"],
+                     help="completeness: check that the records shown are all the signed index "
+                     "lists about you (docs/completeness.md)")
     res.add_argument("id", nargs="?", help="record id for show/verify")
     for name in ("agency", "auditor"):
         p = sub.add_parser(name, help=f"signed GET as an {name}")
@@ -260,6 +291,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 _print(session)
             elif args.action == "list":
                 _print(client.provisions())
+            elif args.action == "completeness":
+                vkey = args.vkey or client.log_info()["vkey"]
+                proof = client.completeness()
+                details = [client.provision(r["id"]) for r in client.all_provisions()]
+                result = verify_completeness(proof, vkey, details)
+                print(f"OK the index signed at size {result.size} lists exactly the "
+                      f"{len(result.records)} records you were shown from index "
+                      f"{result.retained_from} on")
             else:
                 if not args.id:
                     parser.error("give a record id")

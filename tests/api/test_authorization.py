@@ -57,6 +57,8 @@ MATRIX: list[tuple[str, str, Target, Callable[[Env], object] | None, dict[str, i
     ("GET", "/v1/me/provisions/{provision_id}/proof",
      lambda e: f"/v1/me/provisions/{_a_record(e)}/proof",
      None, {"A": 200, "B": 404, "X": 403, "Y": 403, "auditor": 403, "anon": 401}),
+    ("GET", "/v1/me/completeness", lambda e: "/v1/me/completeness", None,
+     {"A": 200, "B": 200, "X": 403, "Y": 403, "auditor": 403, "anon": 401}),
     ("GET", "/v1/log", lambda e: "/v1/log", None, PUBLIC),
     ("GET", "/v1/log/checkpoint", lambda e: "/v1/log/checkpoint", None, PUBLIC),
     # Public, but this service has no witnesses configured: 404 for everyone.
