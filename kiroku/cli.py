@@ -419,6 +419,56 @@ def prove_consistency(old: int, new: int) -> None:
         click.echo(json.dumps(_open_ledger(_settings()).prove_consistency(old, new)))
 
 
+@log_prove.command("record")
+@click.argument("record_id")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="File to write (default: stdout); by convention NAME.tlog-proof.")
+def prove_record(record_id: str, out: Path | None) -> None:
+    """Offline proof of one record (C2SP tlog-proof): RECORD_ID is a provision id (or a log
+    index). The file holds the entry's leaf, payload and salt, its inclusion proof and the
+    checkpoint; with KIROKU_WITNESSES set, the newest checkpoint cosigned by
+    KIROKU_WITNESS_QUORUM of them (refused until there is one). Check it with no network:
+    'kiroku verify proof FILE --vkey … [--witness … --quorum K]'. It carries the record's
+    payload: keep it as private as the record."""
+    import os
+    from uuid import UUID
+
+    from api.settings import parse_witnesses
+    from api.witnessing import checkpoint_for_proof
+    from ledger.tlogproof import entry_index, entry_proof
+
+    try:
+        witnesses = parse_witnesses(os.environ.get("KIROKU_WITNESSES", ""))
+        quorum = int(os.environ.get("KIROKU_WITNESS_QUORUM") or len(witnesses))
+    except ValueError as exc:
+        _fail(f"KIROKU_WITNESSES / KIROKU_WITNESS_QUORUM: {exc}", EXIT_UNUSABLE)
+    with _errors():
+        ledger = _open_ledger(_settings())
+        if record_id.isdigit():
+            index = int(record_id)
+        else:
+            try:
+                index = entry_index(ledger, UUID(record_id))
+            except ValueError:
+                _fail(f"{record_id!r} is neither a provision id nor a log index", EXIT_UNUSABLE)
+        if index >= ledger.tree_size():
+            _fail(f"the log has no entry {index}", EXIT_REFUSED)
+        covering = checkpoint_for_proof(ledger, witnesses, quorum, index)
+        if covering is None:
+            what = (f"cosigned by {quorum} witness(es)" if witnesses else "signed")
+            _fail(f"no checkpoint {what} covers entry {index} yet; try again shortly",
+                  EXIT_REFUSED)
+            return
+        text = entry_proof(ledger, index, covering[0], covering[1])
+        if out is None:
+            click.echo(text, nl=False)
+        else:
+            out.write_text(text, encoding="utf-8")
+            click.echo(f"wrote the proof of entry {index} at size {covering[1]} to {out}",
+                       err=True)
+        ledger.close()
+
+
 @log.command("erase")
 @click.option("--before", required=True, help="Erase payloads of provisions logged before this "
               "RFC 3339 time (retention under the Act: 7 years).")

@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import base64
 from typing import Any
+from uuid import UUID
 
 import rfc8785
+from sqlalchemy import select
 
 from ledger.application import Ledger
-from ledger.errors import InvalidRequest
+from ledger.errors import InvalidRequest, NotFound
+from ledger.schema import log_entry
 
 HEADER = "c2sp.org/tlog-proof@v1"
 EXTRA_FORMAT = "kiroku-entry/v1"
@@ -44,3 +47,16 @@ def entry_proof(ledger: Ledger, index: int, note: str, size: int) -> str:
     lines = [HEADER, "extra " + base64.b64encode(entry_extra(line)).decode(), f"index {index}",
              *proof["proof"]]
     return "\n".join(lines) + "\n\n" + note
+
+
+def entry_index(ledger: Ledger, provision_id: UUID) -> int:
+    """The log index of the statement that recorded provision ``provision_id``."""
+    table = ledger.log.events_record_cls.__table__
+    with ledger.log.transaction(commit=False) as session:
+        row = session.execute(
+            select(log_entry.c.idx).join(table, table.c.id == log_entry.c.notification_id)
+            .where(table.c.originator_id == provision_id, table.c.originator_version == 1)
+        ).first()
+    if row is None:
+        raise NotFound(f"no provision {provision_id} in the log")
+    return int(row.idx)
