@@ -93,6 +93,8 @@ function hash32(value, what) {
 // ---- RFC 9162 §2.1.1 hashes ---------------------------------------------------------------------
 
 export async function sha256(bytes) {
+  // WebCrypto exists only in secure contexts (https, or http://127.0.0.1 and localhost).
+  if (!globalThis.crypto?.subtle) fail('unsupported', 'got no crypto.subtle (the page is not in a secure context), expected WebCrypto');
   return new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
 }
 
