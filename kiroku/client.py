@@ -29,6 +29,7 @@ from api.residents import sign_login
 from ledger.keys import SigningKey
 from ledger.signing import sign_statement
 from verifier.checkpoint import open_checkpoint
+from verifier.cosignature import CosignatureVerifier, require_quorum
 from verifier.entry import canonical_json as verifier_jcs
 from verifier.entry import commitment_of
 from verifier.errors import VerificationError
@@ -201,10 +202,13 @@ class ResidentClient(_Base):
                                          headers=self._auth())).json()  # type: ignore[no-any-return]
 
 
-def verify_record(detail: dict[str, Any], vkey: str) -> dict[str, Any]:
+def verify_record(detail: dict[str, Any], vkey: str, *, witnesses: Sequence[str] = (),
+                  quorum: int | None = None) -> dict[str, Any]:
     """Check a record from GET /v1/me/provisions/{id} offline; raise VerificationError.
 
-    1. the checkpoint is signed by the operator (``vkey``, obtained out of band);
+    1. the checkpoint is signed by the operator (``vkey``, obtained out of band) and, when
+       ``witnesses`` (cosignature/v1 vkeys) are given, cosigned by ``quorum`` of them (default:
+       all; QuorumNotMet says how many were found);
     2. the leaf bytes hash to the proof's leaf hash, and the proof leads to the checkpoint's root
        (RFC 9162 §2.1.3.2);
     3. the leaf's commitment matches the payload and salt, so the payload shown is the one signed;
@@ -213,6 +217,9 @@ def verify_record(detail: dict[str, Any], vkey: str) -> dict[str, Any]:
     if not detail.get("checkpoint") or not detail.get("inclusion"):
         raise VerificationError("no checkpoint covers this record yet; fetch it again shortly")
     checkpoint = open_checkpoint(detail["checkpoint"], NoteVerifier.from_vkey(vkey))
+    if witnesses:
+        trusted = [CosignatureVerifier.from_vkey(w) for w in witnesses]
+        require_quorum(detail["checkpoint"], trusted, len(trusted) if quorum is None else quorum)
     proof = InclusionProof.from_json(json.dumps(detail["inclusion"]))
     leaf = base64.b64decode(detail["leaf"])
     if leaf_hash(leaf) != proof.leaf_hash:
@@ -273,6 +280,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     res.add_argument("--key", type=Path, required=True)
     res.add_argument("--vkey", help="operator vkey to verify against (default: ask the server, "
                      "which only proves consistency, not authenticity)")
+    res.add_argument("--witness", action="append", default=[], metavar="VKEY",
+                     help="a trusted witness's vkey (repeatable): verify refuses a checkpoint "
+                     "without --quorum of their cosignatures")
+    res.add_argument("--quorum", type=int, help="K of the --witness keys (default: all)")
     res.add_argument("action", choices=["login", "list", "show", "verify", "completeness"],
                      help="completeness: check that the records shown are all the signed index "
                      "lists about you (docs/completeness.md)")
@@ -306,7 +317,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if args.action == "show":
                     _print(detail)
                 else:
-                    verify_record(detail, args.vkey or client.log_info()["vkey"])
+                    verify_record(detail, args.vkey or client.log_info()["vkey"],
+                                  witnesses=args.witness, quorum=args.quorum)
                     print(f"OK record {args.id} is entry {detail['inclusion']['leaf_index']} of "
                           f"the log at signed size {detail['inclusion']['tree_size']}")
         else:
