@@ -3,6 +3,7 @@ input or set-up (bad arguments, unreadable file, missing key or database)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from collections.abc import Iterator
@@ -345,6 +346,41 @@ def log_checkpoint() -> None:
     """Sign and store a checkpoint of the current tree; print it (C2SP signed note)."""
     with _errors():
         click.echo(_open_ledger(_settings()).checkpoint().note, nl=False)
+
+
+@log.command("completeness-note")
+def log_completeness_note() -> None:
+    """Print the latest signed completeness index note (docs/completeness.md)."""
+    with _errors():
+        note = _open_ledger(_settings()).completeness.latest_note()
+        if note is None:
+            _fail("no completeness index yet; run 'kiroku log checkpoint' first", EXIT_REFUSED)
+        click.echo(note.note, nl=False)
+
+
+@log.command("completeness-dump")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="File (default: stdout).")
+def log_completeness_dump(out: Path | None) -> None:
+    """Write the latest completeness index for auditors (JSON Lines: the signed note, then one
+    line per resident index key with its value and records; no pseudonyms)."""
+    with _errors():
+        lines = _open_ledger(_settings()).completeness.dump()
+        with (out.open("w") if out else contextlib.nullcontext(sys.stdout)) as handle:
+            for line in lines:
+                handle.write(json.dumps(line) + "\n")
+
+
+@log.command("completeness-key")
+def log_completeness_key() -> None:
+    """Print the completeness index secret (hex) to hand to an auditor: with it and an export,
+    'kiroku verify EXPORT --completeness-key FILE --index-note FILE' recomputes the index.
+    Anyone holding it can link index keys to pseudonyms they know: give it to auditors only."""
+    from ledger.completeness import load_or_create_secret, secret_path
+
+    with _errors():
+        settings = _settings()
+        _open_ledger(settings, check=False).close()
+        click.echo(load_or_create_secret(secret_path(settings.key_dir)).hex())
 
 
 @log.command("export")

@@ -36,7 +36,7 @@ from verifier.proofs import ConsistencyProof, InclusionProof
 from verifier.tlogproof import verify_tlog_proof
 
 EXIT_OK, EXIT_FAILED, EXIT_UNUSABLE = 0, 1, 2
-COMMANDS = ("export", "inclusion", "consistency", "monitor", "proof", "tiles")
+COMMANDS = ("export", "inclusion", "consistency", "monitor", "proof", "tiles", "completeness")
 Witnesses = tuple[list[CosignatureVerifier], int]
 
 
@@ -287,6 +287,14 @@ def _parser() -> argparse.ArgumentParser:
                     help="skip Ed25519 checks of entries (hashes, chain, keys and root only)")
     ex.add_argument("--workers", type=int, default=None,
                     help=f"worker processes (default: all {default_workers()} cores; 0 = none)")
+    ex.add_argument("--completeness-key", metavar="FILE",
+                    help="the operator's completeness index secret (hex): after the export "
+                    "verifies, recompute the index and compare it with --index-note/--index-dump")
+    ex.add_argument("--index-note", action="append", default=[], metavar="FILE",
+                    help="a signed completeness index note to check (repeatable)")
+    ex.add_argument("--index-dump", metavar="FILE",
+                    help="the operator's index dump (kiroku log completeness-dump): names the "
+                    "index keys and log indices that differ")
     _witness_options(ex)
     inc = sub.add_parser("inclusion", help="verify an inclusion proof (JSON)")
     inc.add_argument("proof")
@@ -310,6 +318,14 @@ def _parser() -> argparse.ArgumentParser:
     til.add_argument("--json", action="store_true", help="also print a JSON report on stdout")
     til.add_argument("--no-signatures", action="store_true",
                      help="skip Ed25519 checks of operator-signed entries")
+    com = sub.add_parser("completeness", help="verify a resident's completeness proof (JSON) "
+                         "offline (docs/completeness.md)")
+    com.add_argument("proof", help="proof file from GET /v1/me/completeness")
+    com.add_argument("--vkey", required=True, help="operator verifier key, or a file holding it")
+    com.add_argument("--subject", help="your pseudonym, checked against the signed key note")
+    com.add_argument("--held", metavar="FILE", help="JSON list of {index, leaf_hash} of the "
+                     "records you were shown: the index must list exactly these")
+    com.add_argument("--checkpoint", help="a checkpoint you trust (e.g. witnessed) of the same size")
     mon = sub.add_parser("monitor", help="watch a log's checkpoints for rollback, forks and staleness")
     mon.add_argument("source", help="http(s) URL of the log, or a directory (see docs/verifier.md)")
     mon.add_argument("--vkey", required=True)
@@ -341,9 +357,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: 2 on usage errors, 0 for --help
         return int(exc.code or 0)
     if args.command == "export":
-        return export_command(args.export, args.checkpoint, args.vkey, as_json=args.json,
+        code = export_command(args.export, args.checkpoint, args.vkey, as_json=args.json,
                               signatures=not args.no_signatures, workers=args.workers,
                               witnesses=args.witness, quorum=args.quorum)
+        if code == EXIT_OK and (args.completeness_key or args.index_note or args.index_dump):
+            from verifier.completeness import audit_command
+
+            return audit_command(args.export, args.vkey, args.completeness_key,
+                                 args.index_note, args.index_dump)
+        return code
+    if args.command == "completeness":
+        from verifier import completeness
+
+        return completeness.proof_command(args.proof, args.vkey, subject=args.subject,
+                                          held_file=args.held, checkpoint=args.checkpoint)
     if args.command == "inclusion":
         return inclusion_command(args.proof, args.checkpoint, args.vkey, leaf=args.leaf,
                                  as_json=args.json, witnesses=args.witness, quorum=args.quorum)

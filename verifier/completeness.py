@@ -77,9 +77,10 @@ def _bit(key: bytes, depth: int) -> int:
     return (key[depth >> 3] >> (7 - (depth & 7))) & 1
 
 
-def tree_root(leaves: dict[bytes, bytes]) -> bytes:
+def tree_root(leaves: dict[bytes, bytes], depth: int = 0) -> bytes:
     """The sparse Merkle root over ``{index key: value}``: empty = zeros, one leaf = its leaf
-    hash, more = inner hash of the two halves split on the next key bit."""
+    hash, more = inner hash of the two halves split on the next key bit. With ``depth``: the
+    hash of the subtree at that depth holding these leaves (which share their first bits)."""
     items = sorted((k, _leaf(k, v)) for k, v in leaves.items())
 
     def subtree(part: list[tuple[bytes, bytes]], depth: int) -> bytes:
@@ -90,7 +91,7 @@ def tree_root(leaves: dict[bytes, bytes]) -> bytes:
         split = next((i for i, (k, _) in enumerate(part) if _bit(k, depth)), len(part))
         return _inner(subtree(part[:split], depth + 1), subtree(part[split:], depth + 1))
 
-    return subtree(items, 0)
+    return subtree(items, depth)
 
 
 def path_root(key: bytes, value: bytes | None, siblings: Sequence[bytes],
