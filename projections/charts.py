@@ -142,7 +142,8 @@ def _axis(top: int, plot_h: float) -> list[str]:
         y = _HEIGHT - _BOTTOM - plot_h * k / 4
         out.append(f'<line x1="{_LEFT}" x2="{_WIDTH - 20}" y1="{y:.1f}" y2="{y:.1f}" '
                    'stroke="#ddd"/>')
-        out.append(_text(_LEFT - 6, y + 4, f"{value:.0f}", anchor="end", size=10))
+        label = f"{value:.0f}" if top >= 8 or value == int(value) else f"{value:.1f}"
+        out.append(_text(_LEFT - 6, y + 4, label, anchor="end", size=10))
     return out
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -131,7 +132,7 @@ class ResidentRecords:
         with self.store.read() as session:
             return int(session.execute(query).scalar_one())
 
-    def facets(self, subject: str) -> tuple[list[AgencyLabel], list[Label]]:
+    def facets(self, subject: str) -> tuple[Sequence[AgencyLabel], Sequence[Label]]:
         """The agencies and affairs that occur in the subject's visible records: the choices a
         filter offers, so it never lists an agency that has no record about them."""
         query = (select(rr.c.requester, rr.c.provider, rr.c.affair, rr.c.basis)

@@ -8,7 +8,6 @@ from fastapi import APIRouter
 
 from api import problems
 from api.deps import ServicesDep
-from api.services import Services
 from api.errors import Unauthenticated, Unavailable
 from api.models import Challenge, LoginRequest, Session
 from api.residents import (
@@ -19,6 +18,7 @@ from api.residents import (
     utc,
     verify_login_signature,
 )
+from api.services import Services
 
 router = APIRouter(prefix="/v1/auth", tags=["residents"])
 

@@ -14,6 +14,8 @@ from api.web import agency, auditor, login, resident, sessions
 from api.web.pages import install_handlers
 
 STATIC = Path(__file__).parent / "static"
+#: The page routers (tests/api/test_web_pages.py checks every route of each against its matrix).
+ROUTERS = (login.router, resident.router, auditor.router, agency.router)
 
 
 class _Static(StaticFiles):
@@ -26,8 +28,8 @@ class _Static(StaticFiles):
 
 def install(app: FastAPI) -> None:
     install_handlers(app)
-    for module in (login, resident, auditor, agency):
-        app.include_router(module.router)
+    for router in ROUTERS:
+        app.include_router(router)
     app.mount("/static", _Static(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)

@@ -9,6 +9,7 @@ page per log entry shows its leaf, its statement signature check and its inclusi
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
@@ -35,7 +36,7 @@ def console(request: Request, auditor: AuditorPage, services: ServicesDep) -> Re
     checkpoints = ledger.list_checkpoints(limit=CHECKPOINTS_SHOWN)
     checkpoints.sort(key=lambda c: c["tree_size"])
     consistency = []
-    for old, new in zip(checkpoints, checkpoints[1:], strict=False):
+    for old, new in itertools.pairwise(checkpoints):
         if 0 < old["tree_size"] < new["tree_size"]:
             consistency.append(ledger.prove_consistency(old["tree_size"], new["tree_size"]))
     status = services.projections.status(ledger) if services.projections.status else []

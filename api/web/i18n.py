@@ -146,7 +146,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "entry_lookup": ("エントリを表示", "Show entry"),
     "kind": ("種類", "Kind"),
     "statement_signature": ("機関の署名", "Statement signature"),
-    "sig_ok": ("有効（{agency} の鍵 {key}）", "Valid ({agency}'s key {key})"),
+    "sig_ok": ("有効（{agency} の鍵 {key_id}）", "Valid ({agency}'s key {key_id})"),
     "sig_bad": ("無効：{reason}", "Invalid: {reason}"),
     "leaf": ("葉（正規化 JSON）", "Leaf (canonical JSON)"),
     "payload": ("内容", "Payload"),

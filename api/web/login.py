@@ -58,9 +58,9 @@ def console_message(origin: str, principal: str, key_id: str, challenge: str) ->
 def agency_key_valid(services: Services, code: str, key_id: str) -> bool:
     """The key is registered to the agency, valid now and not revoked (checked on every page, so
     revoking the key in the log ends the agency's browser sessions)."""
+    # Registration entries written since the last look (a revocation) apply within a second.
+    services.ledger.refresh_registry(force=False)
     registry = services.ledger.registry
-    if key_id not in registry.keys:
-        services.ledger.refresh_registry(force=False)
     now = datetime.now(UTC)
     try:
         registry.key_for(code, key_id, now, now)

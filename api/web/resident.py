@@ -89,7 +89,7 @@ def my_records(request: Request, resident: ResidentPage, services: ServicesDep) 
         total = views.count(resident.subject, **filters.list_kwargs()) if page else 0
     agencies, affairs = views.facets(resident.subject)
     labels = views.labels
-    rows = [] if page is None else [_row(record, labels) for record in page.records]
+    rows = [] if page is None else [_row(record, labels) for record in page.items]
     verify_query = filters.query(cursor=filters.cursor)
     return render(
         request, "me_list.html", 400 if filters.errors else 200, session=resident,
@@ -135,7 +135,7 @@ def my_verification(request: Request, resident: ResidentPage, services: Services
         try:
             records = [] if filters.errors else views.list(
                 resident.subject, cursor=filters.cursor, limit=PAGE_SIZE,
-                **filters.list_kwargs()).records
+                **filters.list_kwargs()).items
         except InvalidQuery:
             records = []
     return JSONResponse(bundle(services, records), headers={"Cache-Control": "no-store"})

@@ -1,0 +1,229 @@
+"""The web pages' security over plain HTTP: every page route × every kind of caller (a resident
+sees only their own records, the console is the auditor's, the agency page each agency's own),
+log-in for each role, cookie flags, CSRF, the Content-Security-Policy, and sessions that end
+when the credential does. (The pages in a browser: tests/web/test_pages.py.)
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Callable
+
+import pytest
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+
+from api.web import ROUTERS
+from api.web.login import console_message
+from api.web.sessions import CSRF_COOKIE, SESSION_COOKIE
+from kiroku.client import sign_login
+from ledger.keys import SigningKey
+from tests.api.conftest import Env
+
+CALLERS = ("A", "B", "X", "Y", "auditor", "anon")
+
+
+def _browser(env: Env, https: bool = False) -> TestClient:
+    client = TestClient(env.client.app, base_url="https://testserver" if https
+                        else "http://testserver", follow_redirects=False)
+    assert client.get("/login").status_code == 200  # sets this browser's CSRF cookie
+    return client
+
+
+def _csrf(client: TestClient) -> str:
+    return str(client.cookies[CSRF_COOKIE])
+
+
+def _resident_body(env: Env, client: TestClient, who: str) -> dict[str, str]:
+    cred = env.residents[who]
+    got = client.post("/v1/auth/challenge").json()
+    return {"certificate": cred.certificate, "challenge": got["challenge"],
+            "signature": base64.b64encode(sign_login(cred.key, got["message"].encode())).decode()}
+
+
+def _console_body(env: Env, client: TestClient, principal: str, key: SigningKey
+                  ) -> dict[str, str]:
+    challenge = client.post("/v1/auth/challenge").json()["challenge"]
+    message = console_message("test.kiroku/log", principal, key.key_id, challenge)
+    return {"principal": principal, "key_id": key.key_id, "challenge": challenge,
+            "signature": base64.b64encode(key.sign(message)).decode()}
+
+
+def login(env: Env, who: str, https: bool = False) -> TestClient:
+    """A browser logged in as ``who`` through the pages' own log-in routes."""
+    client = _browser(env, https)
+    if who == "anon":
+        return client
+    if who in env.residents:
+        response = client.post("/login/resident", json=_resident_body(env, client, who),
+                               headers={"X-CSRF-Token": _csrf(client)})
+    else:
+        principal, key = (("auditor:test-auditor", env.auditor) if who == "auditor" else
+                          (f"agency:{env.x if who == 'X' else env.y}",
+                           env.world.keys[env.x if who == "X" else env.y]))
+        response = client.post("/login/console", json=_console_body(env, client, principal, key),
+                               headers={"X-CSRF-Token": _csrf(client)})
+    assert response.status_code == 200, response.text
+    return client
+
+
+def _a_record(env: Env) -> str:
+    return str(env.get("A", "/v1/me/provisions").json()["items"][0]["id"])
+
+
+def _x_entry(env: Env) -> str:
+    receipt = env.client.post("/v1/provisions", json=env.world.statement()).json()
+    env.settle()
+    return str(receipt["index"])
+
+
+PAGE = {"A": 200, "B": 200, "X": 403, "Y": 403, "auditor": 403, "anon": 303}
+AUDIT = {"A": 403, "B": 403, "X": 403, "Y": 403, "auditor": 200, "anon": 303}
+AGENCY = {"A": 403, "B": 403, "X": 200, "Y": 200, "auditor": 403, "anon": 303}
+EVERYONE: Callable[[int], dict[str, int]] = lambda status: dict.fromkeys(CALLERS, status)
+
+# (method, route, target builder, expected status per caller); POSTs are checked separately.
+MATRIX: list[tuple[str, str, Callable[[Env], str], dict[str, int]]] = [
+    ("GET", "/", lambda e: "/", EVERYONE(303)),
+    ("GET", "/login", lambda e: "/login", EVERYONE(200)),
+    ("GET", "/lang/{lang}", lambda e: "/lang/en?next=/me", EVERYONE(303)),
+    ("GET", "/me", lambda e: "/me", PAGE),
+    ("GET", "/me/records/{record_id}", lambda e: f"/me/records/{_a_record(e)}",
+     {**PAGE, "B": 404}),
+    ("GET", "/me/verification", lambda e: f"/me/verification?id={_a_record(e)}", PAGE),
+    ("GET", "/audit", lambda e: "/audit", AUDIT),
+    ("GET", "/audit/agencies/{code}", lambda e: f"/audit/agencies/{e.x}", AUDIT),
+    ("GET", "/audit/agencies/{code}/csv/{part}", lambda e: f"/audit/agencies/{e.x}/csv/counts",
+     AUDIT),
+    ("GET", "/audit/entry", lambda e: "/audit/entry?index=1", {**AUDIT, "auditor": 303}),
+    ("GET", "/audit/entries/{index}", lambda e: "/audit/entries/1", AUDIT),
+    ("GET", "/audit/entries/{index}/verification", lambda e: "/audit/entries/1/verification",
+     AUDIT),
+    ("GET", "/agency", lambda e: "/agency", AGENCY),
+    ("GET", "/agency/csv/{part}", lambda e: "/agency/csv/counts", AGENCY),
+    ("GET", "/agency/verification", lambda e: "/agency/verification", AGENCY),
+    ("GET", "/agency/receipts/{index}", lambda e: f"/agency/receipts/{_x_entry(e)}",
+     {**AGENCY, "Y": 404}),
+]
+POSTS = {"/login/resident", "/login/console", "/login/demo", "/logout"}
+
+
+def test_matrix_covers_every_page_route(env: Env) -> None:
+    pages = {(method, route.path) for router in ROUTERS for route in router.routes
+             if isinstance(route, APIRoute) for method in route.methods} | {("GET", "/")}
+    gets = {(m, p) for m, p, *_ in MATRIX}
+    assert pages == gets | {("POST", p) for p in POSTS}
+
+
+@pytest.mark.parametrize("method,path,target,expected", MATRIX,
+                         ids=[f"{m} {p}" for m, p, *_ in MATRIX])
+def test_page_by_caller(env: Env, method: str, path: str, target: Callable[[Env], str],
+                        expected: dict[str, int]) -> None:
+    for caller in CALLERS:
+        browser = login(env, caller)
+        response = browser.request(method, target(env))
+        assert response.status_code == expected[caller], (caller, response.text[:300])
+        if response.status_code == 303 and path.startswith(("/me", "/audit/", "/agency")) \
+                and caller == "anon":
+            assert response.headers["location"].startswith("/login?next=")
+
+
+def test_a_resident_never_sees_another_residents_record(env: Env) -> None:
+    record = _a_record(env)
+    b = login(env, "B")
+    assert b.get(f"/me/records/{record}").status_code == 404
+    assert b.get(f"/me/verification?id={record}").json()["records"] == []
+    page = b.get("/me").text
+    assert record not in page and env.residents["A"].subject not in page
+
+
+def test_the_list_never_shows_non_disclosed_records(env: Env) -> None:
+    bundle = login(env, "A").get("/me/verification").json()
+    assert len(bundle["records"]) == 3  # A has three visible records and one non-disclosed
+    assert all(not r["payload"]["non_disclosure"] for r in bundle["records"])
+
+
+def test_session_cookie_flags_and_security_headers(env: Env) -> None:
+    client = _browser(env)
+    response = client.post("/login/resident", json=_resident_body(env, client, "A"),
+                           headers={"X-CSRF-Token": _csrf(client)})
+    cookie = response.headers["set-cookie"]
+    assert f"{SESSION_COOKIE}=" in cookie and "HttpOnly" in cookie
+    assert "SameSite=strict" in cookie or "samesite=strict" in cookie.lower()
+    assert "Secure" not in cookie  # plain HTTP: a Secure cookie would never come back
+    page = client.get("/me")
+    csp = page.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert "unsafe-eval" not in csp and "frame-ancestors 'none'" in csp
+    assert page.headers["cache-control"] == "no-store"
+    assert "<script>" not in page.text  # no inline script: only src= and JSON data blocks
+    secure = _browser(env, https=True)
+    response = secure.post("/login/resident", json=_resident_body(env, secure, "A"),
+                           headers={"X-CSRF-Token": _csrf(secure)})
+    assert "Secure" in response.headers["set-cookie"]
+
+
+def test_posts_without_the_csrf_token_change_nothing(env: Env) -> None:
+    client = login(env, "A")
+    assert client.post("/logout", data={"csrf": "forged-token-value-123456"}).status_code == 403
+    assert client.get("/me").status_code == 200  # still logged in
+    fresh = _browser(env)
+    body = _resident_body(env, fresh, "A")
+    refused = fresh.post("/login/resident", json=body)  # no X-CSRF-Token header
+    assert refused.status_code == 403 and SESSION_COOKIE not in refused.headers.get(
+        "set-cookie", "")
+    other_site = fresh.post("/login/resident", json=_resident_body(env, fresh, "A"),
+                            headers={"X-CSRF-Token": _csrf(fresh),
+                                     "Origin": "https://evil.example"})
+    assert other_site.status_code == 403
+    assert client.post("/logout", data={"csrf": _csrf(client)}).status_code == 303
+    assert client.get("/me").status_code == 303
+
+
+def test_console_login_refuses_a_bad_signature_or_unknown_key(env: Env) -> None:
+    client = _browser(env)
+    body = _console_body(env, client, "auditor:test-auditor", env.auditor)
+    body["signature"] = base64.b64encode(b"\0" * 64).decode()
+    response = client.post("/login/console", json=body, headers={"X-CSRF-Token": _csrf(client)})
+    assert response.status_code == 401
+    assert response.headers["content-type"].startswith("application/problem+json")
+    stranger = SigningKey.generate()
+    body = _console_body(env, client, "auditor:test-auditor", stranger)
+    assert client.post("/login/console", json=body,
+                       headers={"X-CSRF-Token": _csrf(client)}).status_code == 401
+    # A key of agency X cannot log in as agency Y.
+    body = _console_body(env, client, f"agency:{env.y}", env.world.keys[env.x])
+    assert client.post("/login/console", json=body,
+                       headers={"X-CSRF-Token": _csrf(client)}).status_code == 401
+    # A challenge is good for one log-in only.
+    body = _console_body(env, client, "auditor:test-auditor", env.auditor)
+    assert client.post("/login/console", json=body,
+                       headers={"X-CSRF-Token": _csrf(client)}).status_code == 200
+    assert client.post("/login/console", json=body,
+                       headers={"X-CSRF-Token": _csrf(client)}).status_code == 401
+
+
+def test_one_click_demo_login_exists_only_in_demo_mode(env: Env) -> None:
+    client = _browser(env)
+    response = client.post("/login/demo", data={"csrf": _csrf(client), "who": "auditor"})
+    assert response.status_code == 403
+    assert "data-demo" not in client.get("/login").text
+
+
+def test_revoking_the_credential_ends_the_page_session(env: Env) -> None:
+    x = login(env, "X")
+    assert x.get("/agency").status_code == 200
+    env.world.ledger.revoke_agency_key(env.x, env.world.keys[env.x].key_id)
+    time.sleep(1.1)  # pages re-read registrations at most once a second
+    assert x.get("/agency").status_code == 303
+
+
+def test_the_language_switch_only_goes_back_to_this_site(env: Env) -> None:
+    client = _browser(env)
+    for target in ("https://evil.example/", "//evil.example/x", "/\\evil.example"):
+        response = client.get("/lang/en", params={"next": target})
+        assert response.headers["location"] == "/"
+    response = client.get("/lang/en", params={"next": "/me?since=2026-01-01"})
+    assert response.headers["location"] == "/me?since=2026-01-01"
+    assert 'lang="en"' in client.get("/login").text
