@@ -80,3 +80,33 @@ def test_malformed_tile_paths_are_refused(env: Env, path: str) -> None:
 
 def test_routes_serve_the_written_files_postgresql(pg_env: Env, tmp_path: Path) -> None:
     assert _served_equals_written(pg_env, tmp_path / "tiles") == 3
+
+
+def test_the_verifier_reads_the_served_routes_with_gzip(env: Env) -> None:
+    """The independent verifier, given kiroku serve's URL, reads /checkpoint and the tiles
+    (bundles gzip-encoded, as it asks for) and verifies the log."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from verifier.cli import main as verify
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(env.client.app, host="127.0.0.1", port=port,
+                                           lifespan="off", log_level="warning",
+                                           access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert verify(["--tiles", f"http://127.0.0.1:{port}", "--vkey",
+                       env.world.ledger.vkey]) == 0
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
