@@ -49,7 +49,7 @@ def main() -> None:
             finally:
                 timed.append(time.perf_counter() - started)
 
-        CompletenessIndex.update = update  # type: ignore[method-assign]
+        CompletenessIndex.update = update  # type: ignore[method-assign,assignment]
         append_s = index_s = 0.0
         appended = 0
         batches = args.entries // BATCH
