@@ -147,6 +147,10 @@ def demo_banner(url: str, creds: Any, agency_keys: list[tuple[str, Path]], vkey:
     kiroku = _cmd()
     lines = [
         "",
+        f"kiroku web  {url}/login",
+        "  open it in a browser: one click logs in as a demo resident (records verified in the",
+        "  browser), the auditor (audit console: checkpoints, charts, entries) or an agency",
+        "",
         f"kiroku API  {url}    (OpenAPI: {url}/docs, problems: RFC 9457)",
         f"  anyone:    curl {url}/v1/log/checkpoint",
         f"  operator vkey: {vkey}",
