@@ -36,8 +36,9 @@ if TYPE_CHECKING:
 VECTORS = REPO / "tests" / "verifier" / "vectors"
 SIGNING = REPO / "docs" / "signing-vectors.json"
 BACKENDS = {"webcrypto": "webcrypto", "library": "library", "auto-without-webcrypto": "library"}
-# Issue 9: a 50-record page at a 1M-entry log verifies in at most 200 ms in headless Chromium.
-BENCH_SIZE, BENCH_RECORDS, BENCH_BUDGET_MS = 1_000_000, 50, 200.0
+# A 50-record page at a 1M-entry log (≈20 proof hashes each). Its speed is measured, against its
+# target, in bench/bench_pages.py; here only that every record verifies.
+BENCH_SIZE, BENCH_RECORDS = 1_000_000, 50
 BENCH_RUNS = int(os.environ.get("KIROKU_WEB_BENCH_RUNS", "7"))
 
 
@@ -224,7 +225,7 @@ def test_verify_records_on_ledger_bundles(results: dict[str, Any], backend: str,
                 assert result["message"], f"{case.name}: failure without a message"
 
 
-def test_fifty_records_at_a_million_entries_verify_within_budget(
+def test_fifty_records_at_a_million_entries_verify(
         results: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
     bench = results["bench"]
     assert bench["records"] == BENCH_RECORDS
@@ -235,5 +236,5 @@ def test_fifty_records_at_a_million_entries_verify_within_budget(
         print(f"\nverifyRecords: {BENCH_RECORDS} records at tree size {BENCH_SIZE:,} "
               f"({bench['proofLength']} proof hashes, Ed25519 {bench['backend']}): "
               f"median {median:.1f} ms, min {min(bench['times']):.1f} ms, "
-              f"max {max(bench['times']):.1f} ms over {len(bench['times'])} runs")
-    assert median <= BENCH_BUDGET_MS
+              f"max {max(bench['times']):.1f} ms over {len(bench['times'])} runs "
+              "(information only: bench/bench_pages.py measures it against its target)")

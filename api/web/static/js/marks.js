@@ -21,6 +21,7 @@ const WORDS = {
       'leaf-mismatch': '葉の内容が記録と一致しません', 'commitment-mismatch': '内容が署名されたものと違います',
       'content-mismatch': '表示内容がログの内容と違います', 'bad-vkey': '検証鍵が不正です',
       'malformed': 'データの形式が不正です', 'network': '証明を取得できませんでした',
+      'unsupported': 'このブラウザでは検証できません（WebCrypto がありません）',
     },
   },
   en: {
@@ -33,6 +34,7 @@ const WORDS = {
       'leaf-mismatch': 'the leaf does not match the record', 'commitment-mismatch': 'the content is not what was signed',
       'content-mismatch': 'what the page shows differs from the log', 'bad-vkey': "the operator's key is malformed",
       'malformed': 'malformed data', 'network': 'the proofs could not be fetched',
+      'unsupported': 'this browser cannot verify (no WebCrypto)',
     },
   },
 }[lang];
