@@ -258,6 +258,13 @@ def test_auditor_console_and_charts(site: Site, base: str, page: Any, page_error
                    for s in page.locator("#checkpoints [data-check=consistency]").all()]
     assert consistency[:-1] == ["ok"] * (rows.count() - 1)  # the oldest has nothing before it
     assert page.locator("[data-lag=resident]").inner_text() == "0 件"
+    # Live: the health line is polled, and the size follows the log without a reload.
+    page.wait_for_selector("html[data-health-polled]", state="attached")
+    assert page.locator("#health-status").get_attribute("data-state") == "ok"
+    site.ledger.append(site.world.statement(subject="subj-ZZZZZZZZZZZZZZZZZZZZ"))
+    grown = str(site.ledger.tree_size())
+    page.wait_for_function("(n) => document.getElementById('tree-size').textContent === n",
+                           arg=grown, timeout=15_000)
     screenshot(page, "auditor-console")
 
     page.click("#agency-list a[href='/audit/agencies/131121']")

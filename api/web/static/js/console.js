@@ -5,8 +5,10 @@ import { verifyCheckpoint, verifyConsistency, b64decode } from './verify.js';
 
 const lang = document.documentElement.lang === 'en' ? 'en' : 'ja';
 const WORDS = lang === 'en'
-  ? { ok: 'Verified', bad: 'Not verified', first: 'Oldest shown', same: 'Same size' }
-  : { ok: '検証済み', bad: '検証できません', first: '表示中で最古', same: '同じ大きさ' };
+  ? { ok: 'Verified', bad: 'Not verified', first: 'Oldest shown', same: 'Same size',
+      healthy: 'Healthy: the latest checkpoint reproduces from stored data', unhealthy: 'Unhealthy', lag: '{n} entries' }
+  : { ok: '検証済み', bad: '検証できません', first: '表示中で最古', same: '同じ大きさ',
+      healthy: '正常：最新のチェックポイントが保存データから再現できます', unhealthy: '異常', lag: '{n} 件' };
 const data = JSON.parse(document.getElementById('kiroku-console').textContent);
 
 function show(size, check, state, text, title) {
@@ -50,4 +52,25 @@ async function run() {
   document.documentElement.dataset.checkpointsVerified = `${ok}/${data.checkpoints.length}`;
 }
 
+// A live view of the log's health: size, latest checkpoint and the views' lag, every 5 s.
+async function poll() {
+  try {
+    const res = await fetch('/healthz', { headers: { Accept: 'application/json' } });
+    const health = await res.json();
+    document.getElementById('tree-size').textContent = String(health.tree_size);
+    const status = document.getElementById('health-status');
+    if (status) {
+      status.dataset.state = health.status === 'ok' ? 'ok' : 'bad';
+      status.textContent = `${health.status === 'ok' ? '✔' : '✖'} ${health.status === 'ok' ? WORDS.healthy : WORDS.unhealthy}`;
+    }
+    for (const view of health.projections || []) {
+      const el = document.querySelector(`[data-lag="${view.name}"]`);
+      if (el) el.textContent = WORDS.lag.replace('{n}', view.lag);
+    }
+    document.documentElement.dataset.healthPolled = String(Date.now());
+  } catch (e) { /* the next poll tries again */ }
+}
+
 run();
+poll();
+setInterval(poll, 5000);
