@@ -510,25 +510,10 @@ def prove_record(record_id: str, out: Path | None) -> None:
               "RFC 3339 time (retention under the Act: 7 years).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def log_erase(before: str, yes: bool) -> None:
-    """Erase payloads (personal data) past retention; leaves, proofs and signatures stay valid."""
-    from ledger.encoding import parse_time
-    from ledger.retention import erase_payloads
+    """Erase payloads (personal data) past retention; leaves, proofs and signatures stay valid.
 
-    with _errors():
-        cutoff = parse_time(before, field="--before")
-        if not yes:
-            click.confirm(f"erase every provision payload logged before {before}?", abort=True)
-        ledger = _open_ledger(_settings())
-        count = erase_payloads(ledger, cutoff)
-        click.echo(f"erased {count} payload(s)")
-        if count:
-            from projections.runner import runner_for
-
-            # The views held those records too: rebuild them from the erased log.
-            with click.progressbar(length=ledger.tree_size(), label="rebuilding views",
-                                   file=sys.stderr) as bar:
-                runner_for(ledger).reproject(progress=bar.update)
-            click.echo("views rebuilt without the erased records")
+    The same as 'kiroku retention apply --before TIME'."""
+    _apply_retention(before, dry_run=False, yes=yes, compact=None, as_json=False)
 
 
 @log.command("fsck")
@@ -545,6 +530,114 @@ def log_fsck() -> None:
         if problems:
             sys.exit(EXIT_REFUSED)
         click.echo(f"ok: {ledger.tree_size()} entries, chain and tree intact")
+
+
+# -- retention --------------------------------------------------------------------------------
+@main.group()
+def retention() -> None:
+    """Erase provision payloads at the end of the retention period (docs/residents.md)."""
+
+
+@retention.command("apply")
+@click.option("--before", help="Erase payloads of entries logged before this RFC 3339 time "
+              "(default: now minus $KIROKU_RETENTION_YEARS, 7 years by default).")
+@click.option("--dry-run", is_flag=True, help="Report what would be erased; change nothing.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--compact/--no-compact", default=None,
+              help="Rewrite the database's storage so no old copy of an erased payload stays in "
+              "free space (default: when this run erased something; SQLite VACUUM, PostgreSQL "
+              "VACUUM FULL, which locks the tables while it runs).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+def retention_apply(before: str | None, dry_run: bool, yes: bool, compact: bool | None,
+                    as_json: bool) -> None:
+    """Erase the payloads and salts of provisions logged before the cut-off, rebuild the views
+    without them and compact the storage. Entries, chain, proofs and signatures stay valid;
+    'kiroku verify' reports the entries as erased by retention. Idempotent: a second run erases
+    nothing and finishes what an interrupted run left (views, compaction). The report holds
+    counts and log indices only, never personal data."""
+    _apply_retention(before, dry_run=dry_run, yes=yes, compact=compact, as_json=as_json)
+
+
+@contextmanager
+def _terminal_progress(length: int, label: str) -> Iterator[Any]:
+    """A progress bar on stderr when it is a terminal; silent otherwise, so that scripts and
+    log files get only the report."""
+    if sys.stderr.isatty():
+        with click.progressbar(length=length, label=label, file=sys.stderr) as bar:
+            yield bar.update
+    else:
+        yield lambda _n: None
+
+
+def _apply_retention(before: str | None, *, dry_run: bool, yes: bool, compact: bool | None,
+                     as_json: bool) -> None:
+    from ledger.encoding import format_time, parse_time
+    from ledger.retention import (
+        compact_storage,
+        erase,
+        retention_cutoff,
+        retention_years,
+        views_hold_erased,
+    )
+
+    with _errors():
+        years = retention_years()
+        period_cutoff = retention_cutoff(years)
+        cutoff = parse_time(before, field="--before") if before else period_cutoff
+        early = cutoff > period_cutoff
+        warning = (f"{format_time(cutoff)} is within the {years}-year retention period: records "
+                   f"logged after {format_time(period_cutoff)} are still to be kept"
+                   if early else "")
+        if not yes and not dry_run:
+            click.confirm(("warning: " + warning + "; " if early else "")
+                          + f"erase every provision payload logged before {format_time(cutoff)}?",
+                          abort=True, err=True)
+        from projections.schema import metadata as views
+
+        # Every view table is rewritten by the rebuild; those with an ``idx`` hold records.
+        view_tables = sorted(views.tables)
+        record_tables = [name for name, table in sorted(views.tables.items())
+                         if "idx" in table.c]
+        ledger = _open_ledger(_settings())
+        with _terminal_progress(ledger.tree_size(), "erasing payloads") as step:
+            report = erase(ledger, cutoff, dry_run=dry_run, progress=step)
+        rebuilt = False
+        compacted: list[str] = []
+        if not dry_run:
+            if report.erased or views_hold_erased(ledger, report.horizon, record_tables):
+                from projections.runner import runner_for
+
+                # The views held those records too: rebuild them from the erased log.
+                with _terminal_progress(ledger.tree_size(), "rebuilding views") as step:
+                    runner_for(ledger).reproject(progress=step)
+                rebuilt = True
+            # Rebuilt views mean payloads were erased, by this run or an interrupted one.
+            if compact if compact is not None else (bool(report.erased) or rebuilt):
+                if sys.stderr.isatty():
+                    click.echo("compacting storage", err=True)
+                compacted = compact_storage(ledger, view_tables)
+        ledger.close()
+    if as_json:
+        click.echo(json.dumps({**report.to_json(), "retention_years": years,
+                               "within_period": early, "views_rebuilt": rebuilt,
+                               "compacted": compacted}))
+        return
+    verb = "would erase" if dry_run else "erased"
+    click.echo(f"{verb} {report.erased} payload(s)")
+    click.echo(f"  logged before {format_time(cutoff)} (retention period {years} years)")
+    for kind, count in sorted(report.kinds.items()):
+        click.echo(f"  {kind}: {count}")
+    if report.ranges:
+        click.echo("  log indices: " + ", ".join(
+            str(a) if a == b else f"{a}-{b}" for a, b in report.ranges))
+    if report.already_erased:
+        click.echo(f"{report.already_erased} payload(s) were already erased")
+    if rebuilt:
+        click.echo("views rebuilt without the erased records")
+    if compacted:
+        click.echo("storage compacted: " + ", ".join(compacted))
+    if early:
+        click.echo(f"kiroku: warning: {warning}", err=True)
 
 
 # -- the service ------------------------------------------------------------------------------

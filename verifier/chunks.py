@@ -34,6 +34,7 @@ from verifier.entry import (
     EntryProblem,
     parse_line,
 )
+from verifier.erased import ErasedRanges
 from verifier.keys import AgencyKey, KeyEvent, KeyProblem, KeyRegistry
 from verifier.merkle import CompactRange
 from verifier.sequence import content_problem
@@ -65,6 +66,7 @@ class ChunkResult:
     before_last: bytes | None = None
     events: list[KeyEvent] = field(default_factory=list)
     used_keys: set[tuple[str, str]] = field(default_factory=set)
+    erased: list[tuple[int, int]] = field(default_factory=list)  # erased by retention (erased.py)
 
 
 _FILES: dict[str, int] = {}  # per worker process: export path -> open descriptor
@@ -120,6 +122,7 @@ def general_chunk(job: ChunkJob, lines: list[bytes]) -> ChunkResult:
     expected_prev = ZERO_PREV if job.start == 0 else None
     last_hash = before_last = None
     used = result.used_keys
+    erased = ErasedRanges(result.erased)
     b2a = binascii.b2a_base64
     position = job.start
     for line in lines:
@@ -140,6 +143,8 @@ def general_chunk(job: ChunkJob, lines: list[bytes]) -> ChunkResult:
             result.failed_at = position
             return result
         used.add((entry.agency, entry.key_id))
+        if entry.erased:
+            erased.add(position)
         if entry.kind.startswith("agency.key_"):
             try:
                 event = registry.event_for(entry)
@@ -187,6 +192,7 @@ def fast_chunk(job: ChunkJob, lines: list[bytes]) -> ChunkResult | None:
     first_prev: str | None = None
     cache: dict[tuple[bytes, bytes], tuple[Any, bytes, bytes | None]] = {}
     used: set[tuple[str, str]] = set()
+    erased = ErasedRanges()
     hashes: list[bytes] = []
     append = hashes.append
     for line in lines:
@@ -197,6 +203,7 @@ def fast_chunk(job: ChunkJob, lines: list[bytes]) -> ChunkResult | None:
                 return None
             index_text, leaf_b64, hash_b64 = m.groups()
             payload = salt_b64 = None
+            erased.add(position)
         else:
             index_text, leaf_b64, hash_b64, payload, salt_b64 = m.groups()
         try:
@@ -258,7 +265,8 @@ def fast_chunk(job: ChunkJob, lines: list[bytes]) -> ChunkResult | None:
             return None
         append(h)
         position += 1
-    result = ChunkResult(job.start, job.count, first_prev=first_prev, used_keys=used)
+    result = ChunkResult(job.start, job.count, first_prev=first_prev, used_keys=used,
+                         erased=erased.ranges)
     if hashes:
         result.last_hash = hashes[-1]
         result.before_last = hashes[-2] if len(hashes) > 1 else None

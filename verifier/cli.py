@@ -148,10 +148,18 @@ def export_command(
     except VerificationError as exc:
         return _report_error(exc, as_json, base)
     what = "signatures checked" if signatures else "signatures NOT checked"
-    _human(f"OK {report.entries} entries verified against checkpoint {cp.origin} size {cp.size} ({what})", as_json)
+    # Erased entries were verified like the others (leaf, chain, signature over the commitment);
+    # only their payloads are gone, at the end of retention (docs/log-format.md "Export").
+    erased = report.erased
+    gone = (f"; {erased.count} erased by retention (indices {erased.describe()})"
+            if erased.count else "; none erased by retention")
+    _human(f"OK {report.entries} entries verified against checkpoint {cp.origin} size {cp.size} ({what}){gone}", as_json)
     if as_json:
         _emit_json({**base, "ok": True, "entries": report.entries, "checkpoint": {
-            "origin": cp.origin, "size": cp.size, "root": cp.root.hex()}, "failure": None})
+            "origin": cp.origin, "size": cp.size, "root": cp.root.hex()},
+            "erased_by_retention": {"count": erased.count,
+                                    "ranges": [list(r) for r in erased.ranges]},
+            "failure": None})
     return EXIT_OK
 
 

@@ -20,11 +20,12 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from verifier.checkpoint import Checkpoint, open_checkpoint, parse_checkpoint_body
 from verifier.chunks import CHUNK_SIZE, ChunkJob, ChunkResult, check_chunk
 from verifier.entry import EntryProblem, parse_line
+from verifier.erased import ErasedRanges
 from verifier.errors import (
     CheckpointSignatureError,
     EntryError,
@@ -43,6 +44,9 @@ class ExportReport:
     entries: int
     checkpoint: Checkpoint
     signatures_checked: bool
+    #: Entries whose payload and salt were erased at the end of retention (their leaves, chain
+    #: links and signatures over the commitment were checked like any other).
+    erased: ErasedRanges = field(default_factory=ErasedRanges)
 
 
 def read_checkpoint(text: str | bytes, vkey: NoteVerifier) -> tuple[Checkpoint, CheckpointSignatureError | None]:
@@ -339,7 +343,7 @@ def _verify(
             f"root of the export's {state.position} leaves is {root.hex()}, expected "
             f"{checkpoint.root.hex()} (checkpoint)"
         )
-    return ExportReport(state.position, checkpoint, check_signatures)
+    return ExportReport(state.position, checkpoint, check_signatures, state.erased)
 
 
 def _run_chunks(
@@ -390,6 +394,7 @@ def _run_chunks(
             else:
                 state.before_last = state.last_hash
             state.last_hash = result.last_hash
+            state.erased.extend(result.erased)
             for event in result.events:
                 registry.apply(event)
         else:

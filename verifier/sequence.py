@@ -41,6 +41,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from verifier.entry import ZERO_PREV, Entry, EntryProblem, leaf_hash_b64, parse_line
+from verifier.erased import ErasedRanges
 from verifier.errors import EntryError
 from verifier.keys import KeyProblem, KeyRegistry, signature_valid
 from verifier.merkle import CompactRange
@@ -55,6 +56,7 @@ class LogState:
     last_hash: bytes | None = None  # H(position-1)
     before_last: bytes | None = None  # H(position-2)
     compact: CompactRange = field(default_factory=CompactRange)
+    erased: ErasedRanges = field(default_factory=ErasedRanges)  # erased by retention
 
     def prev_for(self, offset: int) -> str | None:
         """Base64 of H(position-1-offset), the zero hash before index 0, None if unknown."""
@@ -237,6 +239,8 @@ def check_run(
             raise EntryError(str(exc), index=p, kind="key-not-valid") from None
         if event is not None:
             registry.apply(event)
+        if entry.erased:
+            state.erased.add(p)
         state.advance(entry)
         done += 1
     return done
