@@ -616,11 +616,17 @@ def _apply_retention(before: str | None, *, dry_run: bool, yes: bool, compact: b
                 if sys.stderr.isatty():
                     click.echo("compacting storage", err=True)
                 compacted = compact_storage(ledger, view_tables)
+        # The completeness index lists records by log index and keyed pseudonym until the next
+        # checkpoint over new entries moves it past the erased ones (docs/residents.md).
+        note = ledger.completeness.latest_note()
+        index_pending = (report.horizon is not None and note is not None
+                         and note.retained_from <= report.horizon)
         ledger.close()
     if as_json:
         click.echo(json.dumps({**report.to_json(), "retention_years": years,
                                "within_period": early, "views_rebuilt": rebuilt,
-                               "compacted": compacted}))
+                               "compacted": compacted,
+                               "completeness_index_pending": index_pending}))
         return
     verb = "would erase" if dry_run else "erased"
     click.echo(f"{verb} {report.erased} payload(s)")
@@ -636,6 +642,9 @@ def _apply_retention(before: str | None, *, dry_run: bool, yes: bool, compact: b
         click.echo("views rebuilt without the erased records")
     if compacted:
         click.echo("storage compacted: " + ", ".join(compacted))
+    if index_pending:
+        click.echo("the completeness index still lists the erased records until the next "
+                   "checkpoint over new entries; then run 'kiroku retention apply --compact'")
     if early:
         click.echo(f"kiroku: warning: {warning}", err=True)
 

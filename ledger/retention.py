@@ -163,8 +163,8 @@ def compact_storage(ledger: Ledger, tables: Sequence[str] = ()) -> list[str]:
     """Rewrite the storage that held erased payloads, so no old copy stays in free space.
 
     SQLite: VACUUM rebuilds the whole file and the write-ahead log is truncated. PostgreSQL:
-    VACUUM FULL rewrites the event table and ``tables`` (the views', rebuilt after erasure) into
-    new files (it holds an exclusive lock on each table while it runs; appends wait). Copies outside the database's
+    VACUUM FULL rewrites the event table, the completeness index's tables and ``tables`` (the
+    views', rebuilt after erasure) into new files (it holds an exclusive lock on each table while it runs; appends wait). Copies outside the database's
     live files (PostgreSQL's WAL until it is recycled, archives, backups) are the operator's to
     expire (docs/residents.md "Retention"). Returns what was compacted, for the report.
     """
@@ -185,7 +185,11 @@ def compact_storage(ledger: Ledger, tables: Sequence[str] = ()) -> list[str]:
             raw.close()
         return ["database file"]
     if engine.dialect.name == "postgresql":
-        names = [events, *_existing(ledger, tables)]
+        # The completeness index's tables keep keyed pseudonyms of erased records in dead rows
+        # once the index has moved past them (ledger.completeness).
+        index_tables = [name for name in inspect(engine).get_table_names()
+                        if name.startswith("kiroku_completeness_")]
+        names = [events, *index_tables, *_existing(ledger, tables)]
         with engine.connect() as connection:
             connection = connection.execution_options(isolation_level="AUTOCOMMIT")
             for table in names:
