@@ -224,10 +224,19 @@ def agency_add_key(code: str, generate: Path | None, public_key: Path | None,
 @agency.command("revoke-key")
 @click.argument("code")
 @click.argument("key_id")
-def agency_revoke_key(code: str, key_id: str) -> None:
-    """Revoke KEY_ID of agency CODE from now on."""
+@click.option("--at", "at", help="RFC 3339 effective time (default: now). Statements dated at "
+              "or after it, or logged at or after it, are refused; a later time plans the end "
+              "(an earlier one brings a planned end forward). At most 5 minutes in the past.")
+def agency_revoke_key(code: str, key_id: str, at: str | None) -> None:
+    """Revoke KEY_ID of agency CODE from --at on (docs/key-rotation.md). Entries it signed
+    that the log holds stay valid; a compromised key is revoked with the default, now."""
+    from ledger.encoding import parse_time
+    from ledger.provision import CLOCK_SKEW
+
     with _errors():
-        receipt = _open_ledger(_settings()).revoke_agency_key(code, key_id)
+        when = parse_time(at, field="--at") if at else None
+        receipt = _open_ledger(_settings()).revoke_agency_key(code, key_id, revoked_at=when,
+                                                              past_limit=CLOCK_SKEW)
         click.echo(json.dumps(receipt.to_json(), ensure_ascii=False))
 
 
@@ -331,14 +340,31 @@ def log() -> None:
 
 
 @log.command("key")
-def log_key() -> None:
-    """Print the operator's verifier key (C2SP vkey) for checkpoints and registrar entries."""
+@click.option("--all", "every", is_flag=True, help="Every operator vkey the log has had, oldest "
+              "first (a verifier starting from entry 0 needs the first).")
+def log_key(every: bool) -> None:
+    """Print the operator's verifier key (C2SP vkey) for checkpoints and registrar entries;
+    during a key rotation window, one line per key whose signature checkpoints carry (the new
+    key first). docs/key-rotation.md."""
     from ledger.keys import SigningKey, vkey
+    from ledger.opening import open_ledger
 
     settings = _settings()
     with _errors():
         key = SigningKey.load(settings.operator_key_path)
-        click.echo(vkey(settings.origin, key.public_bytes))
+        keys = [vkey(settings.origin, key.public_bytes)]
+        try:
+            ledger = open_ledger(settings, check=False)
+        except ConfigurationError:
+            pass  # no log yet: the key file is all there is
+        else:
+            keys = ledger.vkeys
+            if every:
+                keys = [vkey(settings.origin, k.public_key)
+                        for k in ledger.registry.operator_keys.values()] or keys
+            ledger.close()
+        for line in keys:
+            click.echo(line)
 
 
 @log.command("checkpoint")
@@ -714,3 +740,10 @@ main.add_command(_report)
 from witness.cli import witness as _witness
 
 main.add_command(_witness)
+
+# -- key rotation (docs/key-rotation.md) -------------------------------------------------------
+from kiroku.keys_cli import agency_rotate_key as _agency_rotate_key
+from kiroku.keys_cli import operator as _operator
+
+agency.add_command(_agency_rotate_key)
+main.add_command(_operator)

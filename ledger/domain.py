@@ -27,6 +27,11 @@ def catalog_id() -> uuid.UUID:
     return uuid.uuid5(NAMESPACE, "catalog")
 
 
+def operator_key_id(key_id: str) -> uuid.UUID:
+    """One aggregate per operator key brought in by a rotation (its statement key id)."""
+    return uuid.uuid5(NAMESPACE, f"operator-key:{key_id}")
+
+
 def provision_id(agency: str, request_id: str) -> uuid.UUID:
     """One provision record per (submitting agency, the agency's own request id)."""
     return uuid.uuid5(NAMESPACE, f"provision:{agency}:{request_id}")
@@ -106,12 +111,21 @@ class Catalog(LoggedAggregate):
             aggregate.payload = self.payload
 
 
+class OperatorKey(LoggedAggregate):
+    """An operator key that replaced the previous one (docs/key-rotation.md): the entry that
+    brings it in is signed by the previous key and carries the new key's proof of possession."""
+
+    class Rotated(Aggregate.Created, Logged):
+        pass
+
+
 REGISTRATION_EVENTS: dict[str, type[Logged]] = {
     "agency.registered": Agency.Registered,
     "agency.key_added": Agency.KeyAdded,
     "agency.key_revoked": Agency.KeyRevoked,
     "catalog.loaded": Catalog.Loaded,
     "catalog.replaced": Catalog.Replaced,
+    "operator.key_rotated": OperatorKey.Rotated,
 }
 
 
@@ -122,6 +136,17 @@ class KeyState:
     public_key: bytes
     valid_from: datetime
     revoked_at: datetime | None = None
+
+
+@dataclass
+class OperatorKeyState:
+    """An operator key the log knows from a rotation entry. ``retired_at``: when it stops
+    co-signing checkpoints (None while it is the current key)."""
+
+    key_id: str
+    public_key: bytes
+    valid_from: datetime | None
+    retired_at: datetime | None = None
 
 
 @dataclass

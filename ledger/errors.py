@@ -147,3 +147,17 @@ class BatchRejected(StatementRejected):
             f"{len(errors)} statement(s) refused, nothing appended; first: #{first[0]}: "
             f"{first[1].code}: {first[1]}"
         )
+
+
+class InvalidRevocation(LedgerError):
+    """A revocation time the log cannot honour (before the key's valid_from, too far in the
+    past, or later than a revocation already in force); docs/key-rotation.md."""
+
+    code = "invalid-revocation"
+
+
+class OperatorKeyError(LedgerError):
+    """An operator key rotation the log refuses (one already in its window, a key this process
+    does not hold, or the log's current operator key differs from the one held)."""
+
+    code = "operator-key-error"

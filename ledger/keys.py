@@ -100,3 +100,19 @@ def load_or_create(path: Path) -> tuple[SigningKey, bool]:
     key = SigningKey.generate()
     key.save(path)
     return key, True
+
+
+# Operator key rotation (docs/key-rotation.md) ------------------------------------------------
+#: The previous operator key, kept beside ``operator.pem`` while it co-signs checkpoints.
+RETIRING_KEY_FILE = "operator.retiring.pem"
+#: Domain separation of the new key's proof of possession in an ``operator.key_rotated`` entry.
+POSSESSION_CONTEXT = b"kiroku/operator-key-rotation/v1\n"
+
+
+def possession_message(payload: dict[str, object]) -> bytes:
+    """What the new operator key signs: the context line, then JCS of the rotation payload
+    without its ``possession`` field (RFC 8785), so the proof binds both keys and the window."""
+    from ledger.encoding import canonical_json
+
+    return POSSESSION_CONTEXT + canonical_json(
+        {k: v for k, v in payload.items() if k != "possession"})

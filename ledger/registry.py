@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from ledger.catalog import Catalog
-from ledger.domain import AgencyState, KeyState
+from ledger.domain import AgencyState, KeyState, OperatorKeyState
 from ledger.encoding import parse_time
 from ledger.errors import (
     KeyNotYetValid,
@@ -29,6 +29,10 @@ class Registry:
         self.catalog: Catalog | None = None
         self.catalog_version: str | None = None
         self.position = 0  # highest notification id applied
+        # Operator keys named by operator.key_rotated entries (docs/key-rotation.md), and the
+        # statement key id of the current one (None: no rotation yet, the first key signs).
+        self.operator_keys: dict[str, OperatorKeyState] = {}
+        self.operator_key_id: str | None = None
 
     def apply(self, kind: str, payload: dict[str, Any], statement_time: str) -> None:
         if kind == "agency.registered":
@@ -50,12 +54,38 @@ class Registry:
             self.keys[key.key_id] = key
             self.agencies[key.agency].keys[key.key_id] = key
         elif kind == "agency.key_revoked":
-            self.keys[payload["key_id"]].revoked_at = parse_time(
-                payload["revoked_at"], field="revoked_at"
-            )
+            key = self.keys[payload["key_id"]]
+            revoked_at = parse_time(payload["revoked_at"], field="revoked_at")
+            # As the verifier does (docs/log-format.md rule 4): a later revocation entry can
+            # bring the effective time forward (an emergency during an overlap), never lift it.
+            if key.revoked_at is None or revoked_at < key.revoked_at:
+                key.revoked_at = revoked_at
+        elif kind == "operator.key_rotated":
+            self._apply_rotation(payload)
         elif kind in ("catalog.loaded", "catalog.replaced"):
             self.catalog = Catalog.from_payload(payload)
             self.catalog_version = self.catalog.version
+
+    def _apply_rotation(self, payload: dict[str, Any]) -> None:
+        from ledger.keys import statement_key_id
+
+        previous = base64.b64decode(payload["previous_public_key"])
+        previous_id = statement_key_id(previous)
+        retired_at = parse_time(payload["retired_at"], field="retired_at")
+        old = self.operator_keys.get(previous_id)
+        if old is None:
+            old = self.operator_keys[previous_id] = OperatorKeyState(previous_id, previous, None)
+        old.retired_at = retired_at
+        self.operator_keys[payload["key_id"]] = OperatorKeyState(
+            payload["key_id"], base64.b64decode(payload["public_key"]),
+            parse_time(payload["valid_from"], field="valid_from"))
+        self.operator_key_id = payload["key_id"]
+
+    def co_signing_keys(self, at: datetime) -> list[OperatorKeyState]:
+        """Retired operator keys still inside their rotation window at ``at``: checkpoints are
+        signed by them too, so verifiers holding only the old vkey keep accepting them."""
+        return [k for k in self.operator_keys.values()
+                if k.retired_at is not None and at < k.retired_at]
 
     def agency(self, code: str) -> AgencyState:
         try:

@@ -30,6 +30,7 @@ from verifier.entry import (
     FAST_LEAF,
     MAX_SAFE_INT,
     OPERATOR,
+    REGISTRATION_KINDS,
     ZERO_PREV,
     EntryProblem,
     parse_line,
@@ -145,7 +146,7 @@ def general_chunk(job: ChunkJob, lines: list[bytes]) -> ChunkResult:
         used.add((entry.agency, entry.key_id))
         if entry.erased:
             erased.add(position)
-        if entry.kind.startswith("agency.key_"):
+        if entry.kind in REGISTRATION_KINDS:  # agency keys and operator.key_rotated
             try:
                 event = registry.event_for(entry)
             except KeyProblem:

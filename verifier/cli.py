@@ -20,7 +20,12 @@ from typing import Any
 
 from verifier.checkpoint import Checkpoint, open_checkpoint
 from verifier.cosignature import CosignatureVerifier, require_quorum
-from verifier.errors import InclusionProofError, UnusableInput, VerificationError
+from verifier.errors import (
+    CheckpointSignatureError,
+    InclusionProofError,
+    UnusableInput,
+    VerificationError,
+)
 from verifier.export import (
     default_workers,
     export_lines,
@@ -57,6 +62,22 @@ def load_vkey(value: str) -> NoteVerifier:
     return NoteVerifier.from_vkey(value)
 
 
+def load_vkeys(values: str | Sequence[str]) -> list[NoteVerifier]:
+    """``--vkey`` (repeatable): the operator's keys, e.g. the old and the new one during a key
+    rotation (docs/key-rotation.md). All must be named after the same origin."""
+    keys = [load_vkey(v) for v in ([values] if isinstance(values, str) else values)]
+    if not keys:
+        raise UnusableInput("give the operator's vkey (--vkey)")
+    names = {k.name for k in keys}
+    if len(names) > 1:
+        raise UnusableInput(f"--vkey keys name several logs {sorted(names)}; give one log's keys")
+    return keys
+
+
+def _first(values: str | Sequence[str]) -> str:
+    return values if isinstance(values, str) else values[0]
+
+
 def load_witnesses(values: Sequence[str] | None, quorum: int | None) -> Witnesses:
     """``--witness`` vkeys (or files holding one) and ``--quorum K`` (default: all of them)."""
     witnesses = []
@@ -78,10 +99,11 @@ def check_quorum(note: bytes | str, witnessing: Witnesses | None) -> None:
         require_quorum(note, witnessing[0], witnessing[1])
 
 
-def _load_checkpoint(path: str, vkey: NoteVerifier, witnessing: Witnesses | None = None
-                     ) -> Checkpoint:
+def _load_checkpoint(path: str, vkey: NoteVerifier | list[NoteVerifier],
+                     witnessing: Witnesses | None = None) -> Checkpoint:
     text = _read(path, "checkpoint")
-    checkpoint = open_checkpoint(text, vkey, origin=vkey.name)
+    keys = [vkey] if isinstance(vkey, NoteVerifier) else vkey
+    checkpoint = open_checkpoint(text, keys, origin=keys[0].name)
     check_quorum(text, witnessing)
     return checkpoint
 
@@ -114,14 +136,14 @@ def _report_error(exc: VerificationError, as_json: bool, base: dict[str, Any]) -
 
 
 def export_command(
-    export: str, checkpoint: str, vkey: str, *, as_json: bool = False, signatures: bool = True,
+    export: str, checkpoint: str, vkey: str | Sequence[str], *, as_json: bool = False, signatures: bool = True,
     workers: int | None = None, witnesses: Sequence[str] | None = None, quorum: int | None = None,
 ) -> int:
     """Verify a whole JSON Lines export against a signed checkpoint (cosigned by K witnesses
     when ``witnesses`` are given)."""
     base: dict[str, Any] = {"export": export, "signatures_checked": signatures}
     try:
-        verifier = load_vkey(vkey)
+        verifier = load_vkeys(vkey)
         checkpoint_text = _read(checkpoint, "checkpoint")
         cp, _ = read_checkpoint(checkpoint_text, verifier)
         check_quorum(checkpoint_text, load_witnesses(witnesses, quorum))
@@ -163,13 +185,13 @@ def export_command(
     return EXIT_OK
 
 
-def inclusion_command(proof: str, checkpoint: str, vkey: str, *, leaf: str | None = None,
+def inclusion_command(proof: str, checkpoint: str, vkey: str | Sequence[str], *, leaf: str | None = None,
                       as_json: bool = False, witnesses: Sequence[str] | None = None,
                       quorum: int | None = None) -> int:
     """Verify an inclusion proof against a signed checkpoint (and optionally the leaf bytes)."""
     base: dict[str, Any] = {"proof": proof}
     try:
-        verifier = load_vkey(vkey)
+        verifier = load_vkeys(vkey)
         cp = _load_checkpoint(checkpoint, verifier, load_witnesses(witnesses, quorum))
         parsed = InclusionProof.from_json(_read(proof, "proof"))
         if leaf is not None:
@@ -192,12 +214,12 @@ def inclusion_command(proof: str, checkpoint: str, vkey: str, *, leaf: str | Non
     return EXIT_OK
 
 
-def consistency_command(proof: str, old: str, new: str, vkey: str, *, as_json: bool = False,
+def consistency_command(proof: str, old: str, new: str, vkey: str | Sequence[str], *, as_json: bool = False,
                         witnesses: Sequence[str] | None = None, quorum: int | None = None) -> int:
     """Verify that the new signed checkpoint extends the old one."""
     base: dict[str, Any] = {"proof": proof}
     try:
-        verifier = load_vkey(vkey)
+        verifier = load_vkeys(vkey)
         witnessing = load_witnesses(witnesses, quorum)
         old_cp = _load_checkpoint(old, verifier, witnessing)
         new_cp = _load_checkpoint(new, verifier, witnessing)
@@ -211,17 +233,25 @@ def consistency_command(proof: str, old: str, new: str, vkey: str, *, as_json: b
     return EXIT_OK
 
 
-def proof_command(path: str, vkey: str, *, leaf: str | None = None, as_json: bool = False,
-                  witnesses: Sequence[str] | None = None, quorum: int | None = None,
-                  origin: str | None = None) -> int:
+def proof_command(path: str, vkey: str | Sequence[str], *, leaf: str | None = None,
+                  as_json: bool = False, witnesses: Sequence[str] | None = None,
+                  quorum: int | None = None, origin: str | None = None) -> int:
     """Verify a C2SP tlog-proof file offline (kiroku's carry the entry; others need --leaf)."""
     base: dict[str, Any] = {"proof": path}
     try:
-        verifier = load_vkey(vkey)
+        verifiers = load_vkeys(vkey)
         trusted, k = load_witnesses(witnesses, quorum)
         leaf_bytes = _read(leaf, "leaf file") if leaf is not None else None
-        result = verify_tlog_proof(_read(path, "proof"), verifier, leaf=leaf_bytes,
-                                   witnesses=trusted, quorum=k, origin=origin)
+        data = _read(path, "proof")
+        # Any of the operator's keys may have signed the proof's checkpoint (a key rotation).
+        for position, verifier in enumerate(verifiers):
+            try:
+                result = verify_tlog_proof(data, verifier, leaf=leaf_bytes, witnesses=trusted,
+                                           quorum=k, origin=origin)
+                break
+            except CheckpointSignatureError:
+                if position == len(verifiers) - 1:
+                    raise
     except VerificationError as exc:
         return _report_error(exc, as_json, base)
     cp = result.checkpoint
@@ -243,14 +273,14 @@ def _witness_options(parser: argparse.ArgumentParser) -> None:
                         "--witness keys (default: all of them)")
 
 
-def tiles_command(source: str, vkey: str, *, as_json: bool = False, signatures: bool = True
+def tiles_command(source: str, vkey: str | Sequence[str], *, as_json: bool = False, signatures: bool = True
                   ) -> int:
     """Verify a log published as C2SP tlog-tiles (a directory or an http(s) URL prefix)."""
     from verifier.tiles import open_tiles, verify_tiles
 
     base: dict[str, Any] = {"tiles": source, "signatures_checked": signatures}
     try:
-        verifier = load_vkey(vkey)
+        verifier = load_vkey(_first(vkey))
         progress = Progress(None)
         try:
             report = verify_tiles(open_tiles(source), verifier, check_signatures=signatures,
@@ -289,7 +319,7 @@ def _parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("export", help="verify a JSON Lines export (the default command)")
     ex.add_argument("export", help="export file (JSON Lines), or - for stdin")
     ex.add_argument("--checkpoint", required=True, help="signed checkpoint file")
-    ex.add_argument("--vkey", required=True, help="operator verifier key, or a file holding it")
+    ex.add_argument("--vkey", required=True, action="append", help="operator verifier key, or a file holding it; repeatable (the old and the new key during a key rotation, docs/key-rotation.md)")
     ex.add_argument("--json", action="store_true", help="also print a JSON report on stdout")
     ex.add_argument("--no-signatures", action="store_true",
                     help="skip Ed25519 checks of entries (hashes, chain, keys and root only)")
@@ -307,7 +337,7 @@ def _parser() -> argparse.ArgumentParser:
     inc = sub.add_parser("inclusion", help="verify an inclusion proof (JSON)")
     inc.add_argument("proof")
     inc.add_argument("--checkpoint", required=True)
-    inc.add_argument("--vkey", required=True)
+    inc.add_argument("--vkey", required=True, action="append", help="operator verifier key, or a file holding it; repeatable (the old and the new key during a key rotation, docs/key-rotation.md)")
     inc.add_argument("--leaf", help="file with the exact leaf bytes, checked against the proof")
     inc.add_argument("--json", action="store_true")
     _witness_options(inc)
@@ -315,7 +345,7 @@ def _parser() -> argparse.ArgumentParser:
     con.add_argument("proof")
     con.add_argument("--old", required=True, help="older signed checkpoint")
     con.add_argument("--new", required=True, help="newer signed checkpoint")
-    con.add_argument("--vkey", required=True)
+    con.add_argument("--vkey", required=True, action="append", help="operator verifier key, or a file holding it; repeatable (the old and the new key during a key rotation, docs/key-rotation.md)")
     con.add_argument("--json", action="store_true")
     _witness_options(con)
     til = sub.add_parser("tiles", help="verify a log published as C2SP tlog-tiles "
@@ -336,7 +366,7 @@ def _parser() -> argparse.ArgumentParser:
     com.add_argument("--checkpoint", help="a checkpoint you trust (e.g. witnessed) of the same size")
     mon = sub.add_parser("monitor", help="watch a log's checkpoints for rollback, forks and staleness")
     mon.add_argument("source", help="http(s) URL of the log, or a directory (see docs/verifier.md)")
-    mon.add_argument("--vkey", required=True)
+    mon.add_argument("--vkey", required=True, action="append", help="operator verifier key, or a file holding it; repeatable (the old and the new key during a key rotation, docs/key-rotation.md)")
     mon.add_argument("--state", required=True, help="directory keeping the last verified checkpoint")
     mon.add_argument("--interval", type=float, default=60.0, help="seconds between polls")
     mon.add_argument("--once", action="store_true", help="check once and exit")
@@ -345,7 +375,9 @@ def _parser() -> argparse.ArgumentParser:
     _witness_options(mon)
     prf = sub.add_parser("proof", help="verify a C2SP tlog-proof file offline (kiroku log prove)")
     prf.add_argument("proof", help="the .tlog-proof file, or - for stdin")
-    prf.add_argument("--vkey", required=True, help="the log's vkey (its name is the origin)")
+    prf.add_argument("--vkey", required=True, action="append",
+                     help="the log's vkey (its name is the origin); repeatable during a key "
+                     "rotation")
     prf.add_argument("--leaf", help="file with the entry's exact bytes, for proofs that do not "
                      "carry them (kiroku's do, in their extra line)")
     prf.add_argument("--origin", help="the checkpoint origin to accept (default: the vkey's name)")
@@ -371,7 +403,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if code == EXIT_OK and (args.completeness_key or args.index_note or args.index_dump):
             from verifier.completeness import audit_command
 
-            return audit_command(args.export, args.vkey, args.completeness_key,
+            return audit_command(args.export, args.vkey[0], args.completeness_key,
                                  args.index_note, args.index_dump)
         return code
     if args.command == "completeness":

@@ -39,9 +39,11 @@ LEAF_KEYS = frozenset(
 STATEMENT_KEYS = ("agency", "commitment", "key_id", "kind", "time", "v")  # JCS key order
 KINDS = frozenset(
     {"catalog.loaded", "catalog.replaced", "agency.registered", "agency.key_added",
-     "agency.key_revoked", "provision"}
+     "agency.key_revoked", "provision", "operator.key_rotated"}
 )
-REGISTRATION_KINDS = frozenset({"agency.key_added", "agency.key_revoked"})
+# operator.key_rotated (docs/key-rotation.md) is a registration too: its payload names the
+# operator's next key, so it is kept like the agency key entries' payloads.
+REGISTRATION_KINDS = frozenset({"agency.key_added", "agency.key_revoked", "operator.key_rotated"})
 OPERATOR = "operator"
 COMMITMENT_PREFIX = b"kiroku/commitment/v1\n"
 ZERO_PREV = binascii.b2a_base64(bytes(32), newline=False).decode()

@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 import os
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 
@@ -31,9 +31,10 @@ from verifier.errors import (
     EntryError,
     MalformedCheckpoint,
     RootMismatch,
+    VerificationError,
 )
 from verifier.keys import AgencyKey, KeyProblem, KeyRegistry
-from verifier.note import NoteVerifier, parse_note
+from verifier.note import ALG_ED25519, NoteVerifier, note_key_id, parse_note
 from verifier.sequence import LogState, Lookahead, check_run
 
 
@@ -49,24 +50,61 @@ class ExportReport:
     erased: ErasedRanges = field(default_factory=ErasedRanges)
 
 
-def read_checkpoint(text: str | bytes, vkey: NoteVerifier) -> tuple[Checkpoint, CheckpointSignatureError | None]:
+def read_checkpoint(text: str | bytes, vkey: NoteVerifier | Sequence[NoteVerifier]
+                    ) -> tuple[Checkpoint, CheckpointSignatureError | None]:
     """Parse the checkpoint and check its signature, keeping a bad signature for later.
 
     The entries are checked against the operator key whatever the checkpoint says, so a forged
     checkpoint is reported after any bad entry (which has an index), not instead of it. A
-    checkpoint that cannot be parsed at all raises (unusable input).
+    checkpoint that cannot be parsed at all raises (unusable input). Several vkeys (one
+    operator's keys, all named after the origin) are all trusted.
     """
+    vkeys = _as_list(vkey)
     checkpoint = parse_checkpoint_body(parse_note(text).text)
-    if checkpoint.origin != vkey.name:
+    if checkpoint.origin != vkeys[0].name:
         raise MalformedCheckpoint(
             f"checkpoint origin is {checkpoint.origin!r}, expected the operator key's name "
-            f"{vkey.name!r}"
+            f"{vkeys[0].name!r}"
         )
     try:
-        open_checkpoint(text, (vkey,), origin=vkey.name)
+        open_checkpoint(text, vkeys, origin=vkeys[0].name)
     except CheckpointSignatureError as exc:
         return checkpoint, exc
     return checkpoint, None
+
+
+def _as_list(vkey: NoteVerifier | Sequence[NoteVerifier]) -> list[NoteVerifier]:
+    return [vkey] if isinstance(vkey, NoteVerifier) else list(vkey)
+
+
+def _signed_by_another_key(text: str | bytes, vkeys: list[NoteVerifier]) -> bool:
+    """Whether the note has a line under the origin's name by a key not among ``vkeys``: an
+    operator key the export itself may bring in (docs/key-rotation.md)."""
+    known = {v.key_id for v in vkeys}
+    try:
+        note = parse_note(text)
+    except VerificationError:
+        return False
+    mine = [s for s in note.signatures if s.name == vkeys[0].name]
+    # A line by a given key that failed to verify is a forgery, whatever else the note holds.
+    return bool(mine) and all(s.key_id not in known for s in mine)
+
+
+def _learned_signature(text: str | bytes, vkeys: list[NoteVerifier], registry: KeyRegistry
+                       ) -> bool:
+    """Whether an operator key brought in by a verified ``operator.key_rotated`` entry (itself
+    signed by a trusted key, with the new key's proof of possession) signed the checkpoint."""
+    name = vkeys[0].name
+    given = {v.public_key for v in vkeys}
+    learned = [NoteVerifier(name, note_key_id(name, ALG_ED25519, public), public)
+               for public in registry.operator_keys().values() if public not in given]
+    if not learned:
+        return False
+    try:
+        open_checkpoint(text, learned, origin=name)
+    except CheckpointSignatureError:
+        return False
+    return True
 
 
 def export_lines(stream: Iterable[bytes]) -> Iterator[bytes]:
@@ -255,7 +293,7 @@ class _FileChunks:
 def verify_export(
     lines: Iterable[bytes],
     checkpoint_text: str | bytes,
-    vkey: NoteVerifier,
+    vkey: NoteVerifier | Sequence[NoteVerifier],
     *,
     check_signatures: bool = True,
     workers: int | None = None,
@@ -269,18 +307,21 @@ def verify_export(
     cannot be parsed. ``workers=0`` checks in this process. ``chunk_size`` must be a power of two.
     """
     checkpoint, signature_error = read_checkpoint(checkpoint_text, vkey)
-    # Only a checkpoint we trust says how long the export must be.
-    limit = checkpoint.size if signature_error is None else None
+    # Only a checkpoint we trust says how long the export must be (or one a key the export
+    # introduces may have signed: then it is trusted, or refused, once the entries are read).
+    learnable = signature_error is not None and _signed_by_another_key(
+        checkpoint_text, _as_list(vkey))
+    limit = checkpoint.size if signature_error is None or learnable else None
     source = iter(lines)
     counted = source if limit is None else itertools.islice(source, limit)
     return _verify(_LineChunks(counted, source), checkpoint, signature_error, vkey,
-                   check_signatures, workers, progress, chunk_size)
+                   check_signatures, workers, progress, chunk_size, checkpoint_text)
 
 
 def verify_export_file(
     path: str,
     checkpoint_text: str | bytes,
-    vkey: NoteVerifier,
+    vkey: NoteVerifier | Sequence[NoteVerifier],
     *,
     check_signatures: bool = True,
     workers: int | None = None,
@@ -294,11 +335,13 @@ def verify_export_file(
     be read.
     """
     checkpoint, signature_error = read_checkpoint(checkpoint_text, vkey)
-    limit = checkpoint.size if signature_error is None else None
+    learnable = signature_error is not None and _signed_by_another_key(
+        checkpoint_text, _as_list(vkey))
+    limit = checkpoint.size if signature_error is None or learnable else None
     chunks = _FileChunks(path, limit)
     try:
         return _verify(chunks, checkpoint, signature_error, vkey, check_signatures, workers,
-                       progress, chunk_size)
+                       progress, chunk_size, checkpoint_text)
     finally:
         chunks.close()
 
@@ -307,15 +350,17 @@ def _verify(
     chunks: _LineChunks | _FileChunks,
     checkpoint: Checkpoint,
     signature_error: CheckpointSignatureError | None,
-    vkey: NoteVerifier,
+    vkey: NoteVerifier | Sequence[NoteVerifier],
     check_signatures: bool,
     workers: int | None,
     progress: Callable[[int], None] | None,
     chunk_size: int,
+    checkpoint_text: str | bytes = b"",
 ) -> ExportReport:
     if chunk_size < 1 or chunk_size & (chunk_size - 1):
         raise ValueError(f"chunk_size is {chunk_size}, expected a power of two")
-    state = LogState(KeyRegistry(vkey.public_key))
+    vkeys = _as_list(vkey)
+    state = LogState(KeyRegistry(vkeys[0].public_key, [v.public_key for v in vkeys[1:]]))
     workers = default_workers() if workers is None else workers
     pool = ProcessPoolExecutor(max_workers=workers) if workers > 0 else None
     try:
@@ -323,7 +368,8 @@ def _verify(
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
-    if signature_error is not None:
+    if signature_error is not None and not (
+            checkpoint_text and _learned_signature(checkpoint_text, vkeys, state.registry)):
         raise signature_error
     if state.position < checkpoint.size:
         raise EntryError(

@@ -4,25 +4,35 @@ docs/log-format.md "Validity rules" 4: an entry by ``operator`` is checked with 
 (statement key id ``hex(SHA-256(pubkey))[:16]``); any other agency's entry needs a key added for
 that agency by an *earlier* ``agency.key_added`` entry, with ``valid_from <= time`` and, once
 revoked, ``time < revoked_at`` and ``logged_at < revoked_at``.
+
+Operator key rotation (docs/key-rotation.md): an ``operator.key_rotated`` entry, signed by the
+operator key in force, names the next key with its proof of possession; from the next entry on,
+registrar entries must be signed by the new key. Operator keys live in the same map as agency
+keys, under agency ``operator``, so the parallel check's key snapshots carry them too.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from verifier.encoding import b64decode, time_key
-from verifier.entry import OPERATOR, Entry
+from verifier.entry import OPERATOR, Entry, canonical_json
 
 OPERATOR_KINDS = frozenset(
     {"catalog.loaded", "catalog.replaced", "agency.registered", "agency.key_added",
-     "agency.key_revoked"}
+     "agency.key_revoked", "operator.key_rotated", "proxy.registered", "proxy.cancelled"}
 )
+ROTATION = "operator.key_rotated"
+# What the new operator key signs to prove possession: this line, then JCS(payload without
+# "possession") (RFC 8785), so the proof binds the old key, the new key and the window.
+POSSESSION_CONTEXT = b"kiroku/operator-key-rotation/v1\n"
 
 # ("add", agency, key_id, public_key, valid_from) or ("revoke", agency, key_id, revoked_at); times
 # are time_key() strings so they compare as instants.
@@ -43,16 +53,22 @@ class AgencyKey:
     public_key: bytes
     valid_from: str
     revoked_at: str | None = None
+    superseded: bool = False  # an operator key replaced by an operator.key_rotated entry
 
 
 class KeyRegistry:
     """Agency keys in force after the entries seen so far. ``version`` counts applied events."""
 
-    def __init__(self, operator_public_key: bytes) -> None:
+    def __init__(self, operator_public_key: bytes, more_operator_keys: Sequence[bytes] = ()
+                 ) -> None:
+        # The first vkey's key; every key given (``--vkey`` is repeatable) may sign registrar
+        # entries until a rotation in the log supersedes it.
         self.operator_public_key = operator_public_key
         self.operator_key_id = statement_key_id(operator_public_key)
         self.keys: dict[tuple[str, str], AgencyKey] = {}
         self.history: list[tuple[str, str]] = []
+        for public in (operator_public_key, *more_operator_keys):
+            self.keys[(OPERATOR, statement_key_id(public))] = AgencyKey(public, "")
 
     @property
     def version(self) -> int:
@@ -60,7 +76,7 @@ class KeyRegistry:
 
     def copy(self) -> KeyRegistry:
         clone = KeyRegistry(self.operator_public_key)
-        clone.keys = dict(self.keys)  # AgencyKey is immutable
+        clone.keys = dict(self.keys)  # the operator keys included  # AgencyKey is immutable
         clone.history = list(self.history)
         return clone
 
@@ -69,11 +85,13 @@ class KeyRegistry:
 
         Raises KeyProblem if the registration itself is not usable.
         """
-        if entry.kind not in ("agency.key_added", "agency.key_revoked") or entry.erased:
+        if entry.kind not in ("agency.key_added", "agency.key_revoked", ROTATION) or entry.erased:
             return None
         payload = entry.payload
         if not isinstance(payload, dict):
             raise KeyProblem(f"{entry.kind} payload is not an object")
+        if entry.kind == ROTATION:
+            return self._rotation(entry, payload)
         agency, key_id = payload.get("agency"), payload.get("key_id")
         if not isinstance(agency, str) or not isinstance(key_id, str) or not agency:
             raise KeyProblem(f"{entry.kind} payload has no agency/key_id strings")
@@ -99,9 +117,55 @@ class KeyRegistry:
             raise KeyProblem("agency.key_added may not add keys for the operator")
         return ("add", agency, key_id, public_key, valid_from)
 
+    def _rotation(self, entry: Entry, payload: dict[str, Any]) -> KeyEvent:
+        """("rotate", "operator", new key_id, new public key, previous key_id, retired_at)."""
+        expected = {"key_id", "public_key", "previous_public_key", "valid_from", "retired_at",
+                    "possession"}
+        if set(payload) != expected:
+            raise KeyProblem(f"{ROTATION} payload has keys {sorted(payload)}, expected "
+                             f"{sorted(expected)}")
+        try:
+            public_key = b64decode(payload["public_key"])
+            previous = b64decode(payload["previous_public_key"])
+            possession = b64decode(payload["possession"])
+            time_key(payload["valid_from"])
+            retired_at = time_key(payload["retired_at"])
+        except (ValueError, TypeError) as exc:
+            raise KeyProblem(f"{ROTATION} payload: {exc}") from None
+        if len(public_key) != 32 or payload["key_id"] != statement_key_id(public_key):
+            raise KeyProblem(f"{ROTATION} key_id is {payload['key_id']!r}, expected "
+                             "hex SHA-256 of its 32-byte public key, first 16 digits")
+        if statement_key_id(previous) != entry.key_id:
+            raise KeyProblem(f"{ROTATION} names previous key {statement_key_id(previous)}, but "
+                             f"is signed by {entry.key_id}")
+        known = self.keys.get((OPERATOR, payload["key_id"]))
+        if known is not None and known.superseded:  # a given vkey may name it already
+            raise KeyProblem(f"{ROTATION} brings back operator key {payload['key_id']}")
+        message = POSSESSION_CONTEXT + canonical_json(
+            {k: v for k, v in payload.items() if k != "possession"})
+        try:
+            Ed25519PublicKey.from_public_bytes(public_key).verify(possession, message)
+        except (ValueError, InvalidSignature):
+            raise KeyProblem(f"{ROTATION} possession signature does not verify with the new "
+                             "key") from None
+        return ("rotate", OPERATOR, payload["key_id"], public_key, entry.key_id, retired_at)
+
+    def operator_keys(self) -> dict[str, bytes]:
+        """Every operator key known: given (vkeys) or brought in by rotation entries."""
+        return {k[1]: v.public_key for k, v in self.keys.items() if k[0] == OPERATOR}
+
     def apply(self, event: KeyEvent) -> None:
         agency, key_id = event[1], event[2]
         current = self.keys.get((agency, key_id))
+        if event[0] == "rotate":
+            previous = self.keys.get((OPERATOR, event[4]))
+            if previous is not None:
+                self.keys[(OPERATOR, event[4])] = replace(previous, revoked_at=event[5],
+                                                          superseded=True)
+            if current is None:
+                self.keys[(OPERATOR, key_id)] = AgencyKey(event[3], "")
+            self.history.append((agency, key_id))
+            return
         if event[0] == "add":
             if current is None:  # a re-add can neither move valid_from nor lift a revocation
                 self.keys[(agency, key_id)] = AgencyKey(event[3], event[4])
@@ -112,14 +176,24 @@ class KeyRegistry:
     def public_key_for(self, entry: Entry) -> bytes:
         """The key that must have signed ``entry``, or KeyProblem saying why none is valid."""
         if entry.agency == OPERATOR:
-            if entry.key_id != self.operator_key_id:
+            operator = self.keys.get((OPERATOR, entry.key_id))
+            if operator is None:
+                current = [k[1] for k, v in self.keys.items()
+                           if k[0] == OPERATOR and not v.superseded]
                 raise KeyProblem(
                     f"operator entry names key {entry.key_id}, expected the operator's key "
-                    f"{self.operator_key_id}"
+                    f"{' or '.join(current)}"
                 )
+            if operator.superseded:
+                raise KeyProblem(
+                    f"operator key {entry.key_id} was replaced by an {ROTATION} entry before "
+                    "this one; registrar entries after it must be signed by the new key")
             if entry.kind == "provision":
                 raise KeyProblem("a provision must be signed by its requester or provider, got the operator")
-            return self.operator_public_key
+            if entry.kind == "provision.flagged":
+                raise KeyProblem("a flag must be signed by a party to the provision or an "
+                                 "authority, got the operator")
+            return operator.public_key
         if entry.kind in OPERATOR_KINDS:
             raise KeyProblem(f"{entry.kind} must be signed by the operator, got agency {entry.agency!r}")
         key = self.keys.get((entry.agency, entry.key_id))

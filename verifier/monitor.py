@@ -9,7 +9,8 @@ The last verified checkpoint is kept in ``STATE/checkpoint`` (the signed note, a
 * ``inconsistent``: a larger tree whose consistency proof does not link it to the old one;
 * ``stale``: the served checkpoint has not changed for more than ``--max-age`` seconds (the log
   is expected to publish a fresh checkpoint, e.g. with new cosignatures, at least that often);
-* ``checkpoint-signature-invalid``: the checkpoint is not signed by the operator key;
+* ``checkpoint-signature-invalid``: the checkpoint is not signed by the operator key (any of
+  the ``--vkey`` keys: during an operator key rotation, the old and the new one);
 * ``witness-quorum``: with ``--witness``/``--quorum K``, the checkpoint lacks K valid witness
   cosignatures (C2SP tlog-cosignature/v1). A log URL is then read at
   ``/v1/log/checkpoint/witnessed``. Rollbacks and forks are reported before the quorum is
@@ -94,7 +95,8 @@ class WitnessedHttpSource(HttpSource):
 
 
 def check_once(
-    source: Source, vkey: NoteVerifier, state_dir: str, *, max_age: float | None = None,
+    source: Source, vkey: NoteVerifier | Sequence[NoteVerifier], state_dir: str, *,
+    max_age: float | None = None,
     now: Callable[[], float] = time.time, witnesses: Sequence[CosignatureVerifier] = (),
     quorum: int = 0,
 ) -> Checkpoint:
@@ -103,15 +105,17 @@ def check_once(
     Returns the served checkpoint, or raises MonitorError / CheckpointSignatureError /
     ConsistencyProofError (exit 1) or UnusableInput (exit 2).
     """
+    keys = [vkey] if isinstance(vkey, NoteVerifier) else list(vkey)
+    origin = keys[0].name
     note = source.checkpoint()
-    new = open_checkpoint(note, vkey, origin=vkey.name)
+    new = open_checkpoint(note, keys, origin=origin)
     previous = load_state(state_dir)
     moment = now()
     if previous is None:
         _require_quorum(note, witnesses, quorum)
         save_state(state_dir, MonitorState(note, moment))
         return new
-    old = open_checkpoint(previous.note, vkey, origin=vkey.name)
+    old = open_checkpoint(previous.note, keys, origin=origin)
     if new.size < old.size:
         raise MonitorError(
             f"log serves size {new.size}, expected at least {old.size} (verified before)",
@@ -149,15 +153,15 @@ def _require_quorum(note: bytes, witnesses: Sequence[CosignatureVerifier], quoru
 
 
 def monitor_command(
-    source: str, vkey: str, state: str, *, interval: float = 60.0, once: bool = False,
+    source: str, vkey: str | Sequence[str], state: str, *, interval: float = 60.0, once: bool = False,
     max_age: float | None = None, witnesses: Sequence[str] | None = None,
     quorum: int | None = None,
 ) -> int:
     """Poll ``source`` until a check fails (exit 1), or once with ``once``."""
-    from verifier.cli import load_vkey, load_witnesses
+    from verifier.cli import load_vkeys, load_witnesses
 
     try:
-        verifier = load_vkey(vkey)
+        verifier = load_vkeys(vkey)
         trusted, k = load_witnesses(witnesses, quorum)
         src = open_source(source)
         if k and isinstance(src, HttpSource):
