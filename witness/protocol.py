@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import binascii
 import logging
-import os
 import re
 import threading
 import time
@@ -31,9 +30,6 @@ log = logging.getLogger("kiroku.witness")
 
 MAX_PROOF_LINES = 63  # tlog-witness: the client MUST NOT send more than 63 proof lines
 _OLD_LINE = re.compile(r"old (0|[1-9][0-9]{0,19})")
-#: Test hook: exit the process right after the new state is durable and before answering, to
-#: show that a witness that crashed there still refuses the other fork after a restart.
-CRASH_AFTER_PERSIST_ENV = "KIROKU_WITNESS_CRASH_AFTER_PERSIST"
 
 
 class Refused(Exception):
@@ -119,7 +115,6 @@ class Witness:
         self.logs = {origin: tuple(keys) for origin, keys in logs.items()}
         self._clock = clock
         self._locks: dict[str, threading.Lock] = {origin: threading.Lock() for origin in logs}
-        self._crash_after_persist = os.environ.get(CRASH_AFTER_PERSIST_ENV) == "1"
 
     def add_checkpoint(self, body: bytes) -> str:
         request = parse_request(body)
@@ -133,8 +128,6 @@ class Witness:
         with self._locks[checkpoint.origin]:
             _, _, cosigned = self.state.advance(
                 checkpoint.origin, lambda latest: self._decide(latest, request, checkpoint, text))
-        if self._crash_after_persist:
-            os._exit(75)
         return cosigned[len(request.note):]
 
     def _open(self, note: str) -> tuple[Checkpoint, str]:

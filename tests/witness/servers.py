@@ -4,6 +4,7 @@ and the benchmark, and forked logs: two ledgers with one operator key and origin
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import httpx
 from witness.keys import WitnessKey
 
 KIROKU = [sys.executable, "-m", "kiroku"]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
@@ -49,11 +51,23 @@ class WitnessProcess:
         """This witness as one KIROKU_WITNESSES entry."""
         return f"{self.name} {self.url} {self.vkey}"
 
-    def start(self, *, crash_after_persist: bool = False) -> None:
-        env = {k: v for k, v in os.environ.items() if k != "KIROKU_WITNESS_CRASH_AFTER_PERSIST"}
-        if crash_after_persist:
-            env["KIROKU_WITNESS_CRASH_AFTER_PERSIST"] = "1"
-        args = [*KIROKU, "witness", "serve", "--state", str(self.home / "state"), "--key",
+    @property
+    def persisted_marker(self) -> Path:
+        """Written by a witness started with ``stall_after_persist`` once it persisted a size."""
+        return self.home / "persisted"
+
+    def start(self, *, stall_after_persist: bool = False) -> None:
+        """Start ``kiroku witness serve``; with ``stall_after_persist`` through the test-only
+        tests/witness/stalling_witness.py, which never answers an add-checkpoint it persisted."""
+        env = dict(os.environ)
+        command = KIROKU
+        if stall_after_persist:
+            self.persisted_marker.unlink(missing_ok=True)
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT),
+                                                              env.get("PYTHONPATH")]))
+            command = [sys.executable, "-m", "tests.witness.stalling_witness",
+                       str(self.persisted_marker)]
+        args = [*command, "witness", "serve", "--state", str(self.home / "state"), "--key",
                 str(self.key_file), "--port", str(self.port)]
         for origin, vkey in self.logs.items():
             args += ["--log", f"{origin}={vkey}"]
@@ -70,13 +84,22 @@ class WitnessProcess:
                 time.sleep(0.05)
         raise RuntimeError("witness did not start within 30 s")
 
-    def wait_exit(self, timeout: float = 10) -> int:
+    def pause(self) -> None:
+        """SIGSTOP: the witness hangs (connections are accepted by the kernel, never answered)."""
         assert self.process is not None
-        return self.process.wait(timeout)
+        self.process.send_signal(signal.SIGSTOP)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash or the OOM killer would; ``start()`` brings it back."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        self.stop()
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
+            self.process.send_signal(signal.SIGCONT)  # a paused witness gets its SIGTERM
             try:
                 self.process.wait(10)
             except subprocess.TimeoutExpired:

@@ -4,15 +4,17 @@ Two real witness servers (``kiroku witness serve``, uvicorn on 127.0.0.1) watch 
 operator signs two forks with one key and origin (two databases that diverge). The witnesses
 cosign the first fork they are shown and never the second; the monitor reports a fork given
 either checkpoint; nothing the witnesses did not cosign is published as witnessed. A witness
-killed after it persisted a cosigned size but before it answered still refuses the other fork
-after a restart. On SQLite and PostgreSQL for the log side.
+killed (SIGKILL) after it persisted a cosigned size but before it answered still refuses the
+other fork after a restart (tests/witness/stalling_witness.py holds it at that point). On SQLite and PostgreSQL for the log side.
 """
 
 from __future__ import annotations
 
 import base64
 import tempfile
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -154,10 +156,19 @@ def test_a_witness_that_crashed_after_persisting_still_refuses_the_other_fork(
     a, b = first.checkpoint(), second.checkpoint()
     witness = WitnessProcess(tmp_path / "w", "witness.test/crashy", {ORIGIN: first.vkey})
     try:
-        witness.start(crash_after_persist=True)
+        # It persists the first fork's size and stalls before answering; it is killed there.
+        witness.start(stall_after_persist=True)
         on_first = _witnessing(first, [witness], 1)
-        assert _submit_all(on_first) == [False]  # it died before answering
-        assert witness.wait_exit() == 75
+        with ThreadPoolExecutor(1) as pool:
+            answered = pool.submit(_submit_all, on_first)
+            deadline = time.monotonic() + 60
+            while not witness.persisted_marker.exists():
+                assert time.monotonic() < deadline, "the witness never persisted the request"
+                assert not answered.done(), answered.result()
+                time.sleep(0.05)
+            witness.kill()
+            assert answered.result(timeout=60) == [False]  # it died before answering
+        assert WitnessRecords(first).candidates([witness.vkey], 1) == []
         witness.start()
         on_second = _witnessing(second, [witness], 1)
         assert _submit_all(on_second) == [False]
