@@ -95,6 +95,21 @@ def operator() -> None:
     (docs/key-rotation.md)."""
 
 
+@operator.command("new-key")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+def operator_new_key(path: Path) -> None:
+    """Generate the next operator key into PATH (0600) and print its vkey, to announce out of
+    band before 'kiroku operator rotate-key --key PATH'. Changes nothing in the log."""
+    from kiroku.cli import EXIT_UNUSABLE, _fail, _settings
+    from ledger.keys import SigningKey, vkey
+
+    if path.exists():
+        _fail(f"{path} exists; refusing to overwrite a key", EXIT_UNUSABLE)
+    key = SigningKey.generate()
+    key.save(path)
+    click.echo(vkey(_settings().origin, key.public_bytes))
+
+
 @operator.command("rotate-key")
 @click.option("--generate", type=click.Path(dir_okay=False, path_type=Path),
               help="Generate the new key and write it here (0600) first.")

@@ -55,17 +55,25 @@ def _read(path: str, what: str) -> bytes:
         raise UnusableInput(f"cannot read {what} {path!r}: {exc.strerror or exc}") from None
 
 
-def load_vkey(value: str) -> NoteVerifier:
-    """``--vkey``: the vkey itself, or a file that contains it."""
+def _vkey_lines(value: str) -> list[str]:
+    """The vkeys of one ``--vkey`` value: the text itself or a file's, one per line (so that
+    ``--vkey "$(kiroku log key)"`` also works while a rotation window shows two keys)."""
     if os.path.isfile(value):
-        value = _read(value, "vkey file").decode("utf-8", "replace").strip()
-    return NoteVerifier.from_vkey(value)
+        value = _read(value, "vkey file").decode("utf-8", "replace")
+    return [line.strip() for line in value.splitlines() if line.strip()] or [value.strip()]
+
+
+def load_vkey(value: str) -> NoteVerifier:
+    """``--vkey``: the vkey itself, or a file that contains it (the first line: the current key
+    when it comes from 'kiroku log key')."""
+    return NoteVerifier.from_vkey(_vkey_lines(value)[0])
 
 
 def load_vkeys(values: str | Sequence[str]) -> list[NoteVerifier]:
     """``--vkey`` (repeatable): the operator's keys, e.g. the old and the new one during a key
     rotation (docs/key-rotation.md). All must be named after the same origin."""
-    keys = [load_vkey(v) for v in ([values] if isinstance(values, str) else values)]
+    keys = [NoteVerifier.from_vkey(line)
+            for v in ([values] if isinstance(values, str) else values) for line in _vkey_lines(v)]
     if not keys:
         raise UnusableInput("give the operator's vkey (--vkey)")
     names = {k.name for k in keys}

@@ -306,3 +306,54 @@ def test_witness_configured_with_the_old_vkey_cosigns_during_the_window(
         assert witnessing.submit(endpoint, http)  # type: ignore[arg-type]
     note = witnessed_note(ledger, witnessing.witnesses, 1)
     assert note is not None and note.startswith(dual.note.split("\n\n")[0])
+
+
+# -- the commands ---------------------------------------------------------------------------------
+def test_the_operator_runs_both_rotations_from_the_command_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from kiroku.cli import main
+    from ledger.catalog import load_catalog
+
+    monkeypatch.setenv("KIROKU_HOME", str(tmp_path / "var"))
+    monkeypatch.delenv("KIROKU_DATABASE_URL", raising=False)
+
+    def kiroku(*args: str) -> tuple[int, str]:
+        result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+        return result.exit_code, result.output
+
+    assert kiroku("init")[0] == 0
+    role = load_catalog().bases["2-4"].provider
+    assert kiroku("agency", "register", "131121", "--name-ja", "世田谷区", "--name-en",
+                  "Setagaya City", "--kind", "municipality", "--role", role)[0] == 0
+    code, out = kiroku("agency", "add-key", "131121", "--generate", str(tmp_path / "a1.pem"))
+    first = json.loads(out)["key_id"]
+    code, out = kiroku("agency", "rotate-key", "131121", "--generate", str(tmp_path / "a2.pem"),
+                       "--overlap", "7d")
+    assert code == 0 and json.loads(out)["retired_key_id"] == first
+    assert kiroku("agency", "rotate-key", "131121", "--key", str(tmp_path / "a2.pem"),
+                  "--overlap", "soon")[0] == 2  # not a duration
+    code, out = kiroku("agency", "revoke-key", "131121", first, "--at", "2001-01-01T00:00:00Z")
+    assert code == 1 and "invalid-revocation" in out
+
+    code, old_vkey = kiroku("log", "key")
+    code, out = kiroku("operator", "rotate-key", "--generate", str(tmp_path / "op2.pem"),
+                       "--window", "30d")
+    assert code == 0, out
+    code, keys = kiroku("log", "key")
+    new_vkey = keys.splitlines()[0]
+    assert keys.splitlines() == [new_vkey, old_vkey.strip()] and new_vkey != old_vkey.strip()
+    assert (tmp_path / "var" / "keys" / "operator.retiring.pem").exists()
+    code, note = kiroku("log", "checkpoint")
+    assert note.count("\u2014 kiroku.local/log ") == 2
+    code, out = kiroku("operator", "finish-rotation", "--yes")
+    assert code == 1 and "window is open" in out
+    assert (tmp_path / "var" / "keys" / "operator.retiring.pem").exists()
+    export, checkpoint = tmp_path / "export.jsonl", tmp_path / "checkpoint"
+    checkpoint.write_text(note)
+    assert kiroku("log", "export", "--out", str(export))[0] == 0
+    code, out = kiroku("verify", str(export), "--checkpoint", str(checkpoint), "--vkey",
+                       old_vkey.strip(), "--workers", "0")
+    assert code == 0, out
+    assert kiroku("log", "fsck")[0] == 0
