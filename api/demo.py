@@ -121,10 +121,13 @@ def residents_with_records(ledger: Ledger, population: list[str], n: int) -> lis
     known = set(population)
     counts: Counter[str] = Counter()
     size = ledger.tree_size()
-    for line in ledger.export(max(0, size - SCAN_LAST), size):
-        payload = line["payload"]
-        if payload and payload.get("subject") in known and not payload.get("non_disclosure"):
-            counts[payload["subject"]] += 1
+    shown = [payload for line in ledger.export(max(0, size - SCAN_LAST), size)
+             if (payload := line["payload"]) and ("subject" in payload or "requester_code" in payload)
+             and not payload.get("non_disclosure")]
+    # Version-2 payloads name link codes, not the subject: resolved in one registry read.
+    for subject in ledger.link_codes.residents_of(shown):
+        if subject in known:
+            counts[subject] += 1
     return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
 
 

@@ -30,7 +30,7 @@ STATEMENT_SCHEMA: dict[str, Any] = {
     "properties": {
         "statement": {"type": "object", "required": ["v", "kind", "agency", "key_id", "time",
                                                      "commitment"],
-                      "properties": {"v": {"type": "integer", "enum": [1]},
+                      "properties": {"v": {"type": "integer", "enum": [1, 2]},
                                      "kind": {"type": "string", "enum": ["provision"]},
                                      "agency": {"type": "string"}, "key_id": {"type": "string"},
                                      "time": {"type": "string", "format": "date-time"},

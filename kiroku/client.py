@@ -256,7 +256,8 @@ def verify_completeness(proof: dict[str, Any], vkey: str, details: Sequence[dict
             continue  # appended after the latest checkpoint: beyond any signed index too
         entry = verify_record(detail, vkey)
         held.append((int(entry["index"]), base64.b64decode(detail["leaf_hash"])))
-        if detail.get("payload") is not None:
+        # A version-2 payload names link codes, not the pseudonym: nothing to bind then.
+        if detail.get("payload") is not None and "subject" in detail["payload"]:
             subjects.add(detail["payload"]["subject"])
     if len(subjects) > 1:
         raise VerificationError("the records shown are about more than one subject")

@@ -2,11 +2,14 @@
 population, and signed provisions that follow the catalog (ledger.demo_data).
 
 Idempotent: agencies and keys are registered once (agency keys are kept beside the operator key,
-mode 0600); every run appends ``provisions`` more.
+mode 0600); every run appends ``provisions`` more. Provisions are version 2 (docs/log-format.md):
+each names the requester's and the provider's link codes, issued through the registry as the
+network operator would when the agencies enrol the resident (ledger.linkcodes).
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -15,7 +18,14 @@ from pathlib import Path
 
 from ledger.application import Ledger
 from ledger.catalog import load_catalog
-from ledger.demo_data import DemoAgency, demo_agencies, demo_provisions, demo_residents
+from ledger.demo_data import (
+    DemoAgency,
+    DemoProvision,
+    demo_agencies,
+    demo_provisions,
+    demo_residents,
+    with_link_codes,
+)
 from ledger.encoding import now_utc, parse_time
 from ledger.keys import SigningKey, load_or_create
 from ledger.signing import sign_statement
@@ -58,15 +68,36 @@ def ensure_agencies(ledger: Ledger) -> tuple[list[DemoAgency], dict[str, Signing
 
 
 def signed_provisions(ledger: Ledger, agencies: list[DemoAgency], keys: dict[str, SigningKey],
-                      residents: list[str], n: int, seed: int) -> Iterator[dict[str, object]]:
+                      residents: list[str], n: int, seed: int, *, version: int = 2
+                      ) -> Iterator[dict[str, object]]:
+    """``version`` 2 (the default) names link codes, issued a batch at a time; 1 the subject."""
     start = ledger.tree_size()  # request ids stay unique across runs
     catalog = ledger.registry.catalog
     assert catalog is not None
-    for item in demo_provisions(catalog, agencies, residents, n, seed, start_index=start):
-        # The statement is made when the exchange completes (or is refused).
-        made = item.payload["provided_at"] or item.payload["requested_at"]
-        yield sign_statement(item.payload, kind="provision", agency=item.submitter,
-                             key=keys[item.submitter], time=parse_time(made, field="time"))
+    stream = demo_provisions(catalog, agencies, residents, n, seed, start_index=start)
+    while chunk := list(islice(stream, BATCH)):
+        codes = _issue_codes(ledger, chunk) if version == 2 else {}
+        for item in chunk:
+            payload = with_link_codes(item.payload, codes) if version == 2 else item.payload
+            # The statement is made when the exchange completes (or is refused).
+            made = item.payload["provided_at"] or item.payload["requested_at"]
+            yield sign_statement(payload, kind="provision", agency=item.submitter,
+                                 key=keys[item.submitter], time=parse_time(made, field="time"))
+
+
+def _issue_codes(ledger: Ledger, chunk: list[DemoProvision]) -> dict[tuple[str, str], str]:
+    """(agency, pseudonym) → code for both parties of every provision in ``chunk``: one
+    registry transaction per agency (the bulk form of 'kiroku resident link-code')."""
+    wanted: defaultdict[str, set[str]] = defaultdict(set)
+    for item in chunk:
+        subject = item.payload["subject"]
+        wanted[item.payload["requester"]].add(subject)
+        wanted[item.payload["provider"]].add(subject)
+    codes: dict[tuple[str, str], str] = {}
+    for agency, subjects in sorted(wanted.items()):
+        issued = ledger.issue_link_codes(agency, sorted(subjects))
+        codes.update({(agency, subject): code for subject, code in issued.items()})
+    return codes
 
 
 def run_demo(ledger: Ledger, *, provisions: int, seed: int, residents: int = 2000,

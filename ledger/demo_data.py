@@ -33,6 +33,7 @@ __all__ = [
     "demo_agencies",
     "demo_provisions",
     "demo_residents",
+    "with_link_codes",
 ]
 
 JST = timezone(timedelta(hours=9), "JST")
@@ -456,3 +457,13 @@ def _time_on(day: date, rng: random.Random) -> datetime:
 
 def _rfc3339(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def with_link_codes(payload: dict[str, Any], codes: dict[tuple[str, str], str]) -> dict[str, Any]:
+    """The version-2 form of a generated payload (docs/log-format.md): the requester's and the
+    provider's link codes for its resident instead of the shared ``subject``. ``codes`` maps
+    (agency, pseudonym) to the code the registry issued (ledger.linkcodes)."""
+    out = {k: v for k, v in payload.items() if k != "subject"}
+    out["requester_code"] = codes[(payload["requester"], payload["subject"])]
+    out["provider_code"] = codes[(payload["provider"], payload["subject"])]
+    return out

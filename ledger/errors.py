@@ -149,15 +149,27 @@ class BatchRejected(StatementRejected):
         )
 
 
-class InvalidRevocation(LedgerError):
-    """A revocation time the log cannot honour (before the key's valid_from, too far in the
-    past, or later than a revocation already in force); docs/key-rotation.md."""
+# Link codes (符号; ledger.linkcodes) ---------------------------------------------------------
+class UnknownLinkCode(StatementRejected):
+    """A version-2 payload names a link code the registry never issued to that agency."""
 
-    code = "invalid-revocation"
+    code = "unknown-link-code"
 
 
-class OperatorKeyError(LedgerError):
-    """An operator key rotation the log refuses (one already in its window, a key this process
-    does not hold, or the log's current operator key differs from the one held)."""
+class LinkCodeOfAnotherAgency(StatementRejected):
+    """A link code issued to one agency is presented as another agency's."""
 
-    code = "operator-key-error"
+    code = "link-code-of-another-agency"
+
+
+class LinkCodesOfDifferentResidents(StatementRejected):
+    """The requester's and the provider's codes resolve to two different residents."""
+
+    code = "link-codes-of-different-residents"
+
+
+class SubjectInVersion2(MalformedStatement):
+    """A version-2 payload names the shared ``subject`` pseudonym, which it must not carry
+    (a malformed payload for its version, with a code of its own)."""
+
+    code = "subject-in-version-2"

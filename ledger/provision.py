@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from ledger.encoding import parse_time
-from ledger.errors import MalformedStatement, TimeBeforeRegistration, TimeInFuture
+from ledger.errors import (
+    MalformedStatement,
+    SubjectInVersion2,
+    TimeBeforeRegistration,
+    TimeInFuture,
+)
 
 PAYLOAD_KEYS = frozenset(
     {
@@ -15,6 +21,11 @@ PAYLOAD_KEYS = frozenset(
         "requested_at", "provided_at", "outcome", "reason", "non_disclosure", "operator",
     }
 )
+#: Version 2 (docs/log-format.md): each agency's own link code (符号) instead of the shared
+#: ``subject``, and optionally ``disclose_after``.
+PAYLOAD_KEYS_V2 = (PAYLOAD_KEYS - {"subject"}) | {"requester_code", "provider_code"}
+OPTIONAL_KEYS_V2 = frozenset({"disclose_after"})
+LINK_CODE = re.compile(r"[A-Z2-7]{26}")
 OUTCOMES = frozenset({"provided", "not_provided"})
 #: Clocks of agency systems may run a little ahead of the log's.
 CLOCK_SKEW = timedelta(minutes=5)
@@ -23,7 +34,7 @@ CLOCK_SKEW = timedelta(minutes=5)
 @dataclass(frozen=True)
 class ProvisionPayload:
     request_id: str
-    subject: str
+    subject: str | None  # version 1 only; version 2 names link codes (ledger.linkcodes)
     requester: str
     provider: str
     basis: str
@@ -35,19 +46,31 @@ class ProvisionPayload:
     reason: str | None
     non_disclosure: bool
     operator: str
+    version: int = 1
+    requester_code: str | None = None
+    provider_code: str | None = None
+    disclose_after: datetime | None = None
 
     @classmethod
-    def parse(cls, raw: dict[str, Any]) -> ProvisionPayload:
+    def parse(cls, raw: dict[str, Any], version: int = 1) -> ProvisionPayload:
+        """``version``: the statement's ``v`` (1: ``subject``; 2: link codes)."""
         keys = raw.keys()
-        if keys != PAYLOAD_KEYS:
-            missing, extra = PAYLOAD_KEYS - keys, keys - PAYLOAD_KEYS
+        if version == 2 and "subject" in keys:
+            raise SubjectInVersion2(
+                "a version-2 payload names each agency's link code (requester_code, "
+                "provider_code), never the shared 'subject'; drop it, or sign version 1")
+        required = PAYLOAD_KEYS_V2 if version == 2 else PAYLOAD_KEYS
+        allowed = required | OPTIONAL_KEYS_V2 if version == 2 else required
+        if not required <= keys <= allowed:
+            missing, extra = required - keys, keys - allowed
             parts = []
             if missing:
                 parts.append(f"missing {sorted(missing)}")
             if extra:
                 parts.append(f"unknown {sorted(extra)}")
-            raise MalformedStatement(f"provision payload: {'; '.join(parts)}")
-        for name in ("request_id", "subject", "requester", "provider", "basis", "affair",
+            raise MalformedStatement(f"provision payload (version {version}): {'; '.join(parts)}")
+        names = ("subject",) if version == 1 else ()
+        for name in ("request_id", *names, "requester", "provider", "basis", "affair",
                      "operator", "outcome"):
             value = raw[name]
             if not isinstance(value, str) or not value or len(value) > 256:
@@ -80,12 +103,23 @@ class ProvisionPayload:
                 raise MalformedStatement("payload.provided_at must be null when not provided")
             if not isinstance(reason, str) or not reason:
                 raise MalformedStatement("payload.reason (a code) is required when not provided")
+        codes: dict[str, Any] = {}
+        if version == 2:
+            for name in ("requester_code", "provider_code"):
+                if not isinstance(raw[name], str) or not LINK_CODE.fullmatch(raw[name]):
+                    raise MalformedStatement(
+                        f"payload.{name} must be a link code: 26 characters of A–Z and 2–7")
+                codes[name] = raw[name]
+            disclose = raw.get("disclose_after")
+            # Delayed disclosure: the record stays out of the resident's view until then.
+            codes["disclose_after"] = None if disclose is None else parse_time(
+                disclose, field="payload.disclose_after")
         return cls(
-            request_id=raw["request_id"], subject=raw["subject"], requester=raw["requester"],
+            request_id=raw["request_id"], subject=raw.get("subject"), requester=raw["requester"],
             provider=raw["provider"], basis=raw["basis"], affair=raw["affair"],
             items=tuple(items), requested_at=requested_at, provided_at=provided_at,
             outcome=outcome, reason=reason, non_disclosure=raw["non_disclosure"],
-            operator=raw["operator"],
+            operator=raw["operator"], version=version, **codes,
         )
 
     def check_times(self, statement_time: datetime, now: datetime, registered_at: datetime) -> None:

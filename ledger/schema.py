@@ -122,3 +122,17 @@ completeness_note = Table(
     Column("note", Text, nullable=False),
     Column("signed_at", Text, nullable=False),
 )
+
+#: The link-code registry (符号; ledger.linkcodes): each code an agency was issued for a resident,
+#: and the ledger's internal pseudonym it stands for. Never exported, never in the log: it is
+#: what would let one agency's records be linked with another's.
+link_code = Table(
+    "kiroku_link_code",
+    metadata,
+    Column("agency", Text, primary_key=True),
+    Column("code", Text, primary_key=True),
+    Column("subject", Text, nullable=False),
+    Column("issued_at", Text, nullable=False),
+    Index("kiroku_link_code_agency_subject", "agency", "subject", unique=True),
+    Index("kiroku_link_code_code", "code"),
+)

@@ -30,6 +30,9 @@ from ledger.errors import BadSignature, CommitmentMismatch, MalformedStatement
 from ledger.keys import SigningKey
 
 STATEMENT_VERSION = 1
+#: Version 2 is a provision whose payload names each agency's link code instead of the shared
+#: ``subject`` (docs/log-format.md); every other kind stays version 1.
+PROVISION_VERSIONS = (1, 2)
 STATEMENT_KEYS = frozenset({"v", "kind", "agency", "key_id", "time", "commitment"})
 SALT_BYTES = 32
 _COMMITMENT_DOMAIN = b"kiroku/commitment/v1\n"
@@ -52,14 +55,19 @@ def sign_statement(
     key: SigningKey,
     time: datetime | None = None,
     salt: bytes | None = None,
+    version: int | None = None,
 ) -> dict[str, Any]:
     """Build and sign a statement as an agency (or the operator) submits it.
 
-    Returns ``{"statement", "signature", "payload", "salt"}`` ready to append.
+    ``version``: the statement's ``v``; by default 2 for a provision payload that names link
+    codes (``requester_code``), else 1. Returns ``{"statement", "signature", "payload",
+    "salt"}`` ready to append.
     """
     salt = os.urandom(SALT_BYTES) if salt is None else salt
+    if version is None:
+        version = 2 if kind == "provision" and "requester_code" in payload else STATEMENT_VERSION
     statement = {
-        "v": STATEMENT_VERSION,
+        "v": version,
         "kind": kind,
         "agency": agency,
         "key_id": key.key_id,
@@ -91,8 +99,11 @@ def check_shape(submission: Any) -> None:
         raise MalformedStatement(
             f"'statement' must have exactly the keys {sorted(STATEMENT_KEYS)}, got {got}"
         )
-    if type(envelope["v"]) is not int or envelope["v"] != STATEMENT_VERSION:
-        raise MalformedStatement(f"statement version {envelope['v']!r} is not supported (use 1)")
+    versions = PROVISION_VERSIONS if envelope.get("kind") == "provision" else (STATEMENT_VERSION,)
+    if type(envelope["v"]) is not int or envelope["v"] not in versions:
+        raise MalformedStatement(
+            f"statement version {envelope['v']!r} is not supported (use "
+            f"{' or '.join(map(str, versions))})")
     for field in ("kind", "agency", "key_id", "time", "commitment"):
         if not isinstance(envelope[field], str) or not envelope[field]:
             raise MalformedStatement(f"statement.{field} must be a non-empty string")

@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 from eventsourcing.utils import get_topic
+from sqlalchemy.orm import Session
 
 from ledger.domain import Provision
+from ledger.linkcodes import is_version_2, residents_of
 
 PROVISION_TOPIC = get_topic(Provision.Recorded)
 JST = timedelta(hours=9)
@@ -36,7 +39,8 @@ class ProvisionFact:
     notification_id: int
     id: UUID
     submitter: str
-    subject: str
+    subject: str  # the ledger's internal pseudonym (a version-2 payload's codes resolved)
+    requester_ref: str  # how the requester knows the resident: its link code (v2), else subject
     requester: str
     provider: str
     basis: str
@@ -89,31 +93,63 @@ def _month_of_day(day: int) -> str:
     return (_EPOCH + timedelta(days=day)).strftime("%Y-%m")
 
 
-def decode_state(notification_id: int, index: int, originator_id: UUID, state: bytes
-                 ) -> ProvisionFact | None:
-    """The fact of a ``Provision.Recorded`` state; None once its payload was erased."""
+def decode_state(notification_id: int, index: int, originator_id: UUID, state: bytes,
+                 subject: str | None = None) -> ProvisionFact | None:
+    """The fact of a ``Provision.Recorded`` state; None once its payload was erased.
+
+    ``subject``: the resident a version-2 payload resolves to (``decode_states`` reads it)."""
     fields = json.loads(state)
     return _fact(notification_id, index, originator_id, fields["statement"], fields["payload"],
-                 fields["logged_at"])
+                 fields["logged_at"], subject)
 
 
-def fact_from_event(event: Provision.Recorded, notification_id: int, index: int
-                    ) -> ProvisionFact | None:
+def decode_states(session: Session, rows: Sequence[tuple[int, int, UUID, bytes]]
+                  ) -> list[ProvisionFact]:
+    """The facts of (notification id, index, originator id, state) rows, version-2 payloads
+    resolved to their resident through the link-code registry in one read (ledger.linkcodes),
+    erased ones left out."""
+    decoded = [(row, json.loads(row[3])) for row in rows]
+    subjects = residents_of(session, [fields["payload"] for _, fields in decoded])
+    facts = []
+    for ((notification_id, index, originator_id, _), fields), subject in zip(decoded, subjects):
+        fact = _fact(notification_id, index, originator_id, fields["statement"],
+                     fields["payload"], fields["logged_at"], subject)
+        if fact is not None:
+            facts.append(fact)
+    return facts
+
+
+def fact_from_event(event: Provision.Recorded, notification_id: int, index: int,
+                    session: Session | None = None) -> ProvisionFact | None:
+    """``session``: where to resolve a version-2 payload's link codes (the ledger's database)."""
+    subject = None
+    if event.payload is not None and is_version_2(event.payload):
+        if session is None:
+            raise ValueError("a version-2 provision needs a session to resolve its link codes")
+        subject = residents_of(session, [event.payload])[0]
     return _fact(notification_id, index, event.originator_id, event.statement, event.payload,
-                 event.logged_at)
+                 event.logged_at, subject)
 
 
 def _fact(notification_id: int, index: int, originator_id: UUID, statement: dict[str, Any],
-          payload: dict[str, Any] | None, logged_at: str) -> ProvisionFact | None:
+          payload: dict[str, Any] | None, logged_at: str, subject: str | None = None
+          ) -> ProvisionFact | None:
     if payload is None:  # erased at the end of retention: nothing left to show or count
         return None
     provided_at = payload.get("provided_at")
+    if "requester_code" in payload:  # version 2: each agency's link code (docs/log-format.md)
+        if subject is None:
+            raise ValueError("a version-2 provision's resident must be resolved (decode_states)")
+        requester_ref = payload["requester_code"]
+    else:
+        subject = requester_ref = payload["subject"]
     return ProvisionFact(
         index=index,
         notification_id=notification_id,
         id=originator_id,
         submitter=statement["agency"],
-        subject=payload["subject"],
+        subject=subject,
+        requester_ref=requester_ref,
         requester=payload["requester"],
         provider=payload["provider"],
         basis=payload["basis"],

@@ -31,7 +31,7 @@ from sqlalchemy import func, select
 from ledger.application import Ledger
 from ledger.encoding import now_utc, parse_time
 from ledger.schema import log_entry
-from projections.decode import PROVISION_TOPIC, ProvisionFact, decode_state
+from projections.decode import PROVISION_TOPIC, ProvisionFact, decode_states
 from projections.store import ViewStore
 from projections.views import VIEWS, View
 
@@ -87,11 +87,9 @@ class Runner:
                 .order_by(events.c.id)
                 .limit(self.batch)
             ).all()
-        facts = []
-        for row in rows:
-            fact = decode_state(int(row.id), int(row.idx), row.originator_id, bytes(row.state))
-            if fact is not None:
-                facts.append(fact)
+            # In the same read: version-2 payloads resolve through the link-code registry.
+            facts = decode_states(session, [(int(row.id), int(row.idx), row.originator_id,
+                                             bytes(row.state)) for row in rows])
         # A short read covers everything up to ``top``, other kinds of entry included.
         position = top if len(rows) < self.batch else int(rows[-1].id)
         return Batch(facts, after, position)

@@ -52,7 +52,8 @@ class View(Projection[ViewTrackingRecorder]):
                     select(log_entry.c.idx)
                     .where(log_entry.c.notification_id == tracking.notification_id)
                 ).scalar_one()
-                fact = fact_from_event(domain_event, tracking.notification_id, int(index))
+                fact = fact_from_event(domain_event, tracking.notification_id, int(index),
+                                       session)
                 if fact is not None:
                     self.write(session, [fact])
             self.view._insert_tracking(session, tracking)
@@ -101,7 +102,9 @@ class AuditView(View):
             return
         insert_rows(session, audit_provision, [
             (f.index, f.requester, f.provider, f.submitter, f.affair, f.outcome, f.reason,
-             f.operator, f.subject, f.requested_at, f.non_disclosure)
+             # The requester's own reference to the resident (its link code from version 2):
+             # the agency's report groups by it and shows it, never the internal pseudonym.
+             f.operator, f.requester_ref, f.requested_at, f.non_disclosure)
             for f in facts
         ])
         counts, hidden, operators = aggregate(facts)

@@ -217,7 +217,7 @@ def fast_chunk(job: ChunkJob, lines: list[bytes]) -> ChunkResult | None:
         lm = fast_leaf(leaf)
         if lm is None:
             return None
-        agency, commitment, index, key_id, kind, logged_at, prev, signature, time = lm.groups()
+        agency, commitment, index, key_id, kind, logged_at, prev, signature, time, v = lm.groups()
         if kind != b"provision" or index != index_text or int(index) != position:
             return None
         if position > MAX_SAFE_INT:
@@ -255,7 +255,7 @@ def fast_chunk(job: ChunkJob, lines: list[bytes]) -> ChunkResult | None:
         if public is not None:
             statement = b"".join((
                 b'{"agency":"', agency, b'","commitment":"', commitment, b'","key_id":"', key_id,
-                b'","kind":"provision","time":"', time, b'","v":1}'))
+                b'","kind":"provision","time":"', time, b'","v":', v, b"}"))
             try:
                 public.verify(a2b(signature), statement)
             except InvalidSignature:

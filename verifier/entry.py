@@ -39,11 +39,16 @@ LEAF_KEYS = frozenset(
 STATEMENT_KEYS = ("agency", "commitment", "key_id", "kind", "time", "v")  # JCS key order
 KINDS = frozenset(
     {"catalog.loaded", "catalog.replaced", "agency.registered", "agency.key_added",
-     "agency.key_revoked", "provision", "operator.key_rotated"}
+     "agency.key_revoked", "provision", "operator.key_rotated",
+     # docs/log-format.md: flags set or lifted later by an agency, proxies by the registrar.
+     "provision.flagged", "proxy.registered", "proxy.cancelled"}
 )
 # operator.key_rotated (docs/key-rotation.md) is a registration too: its payload names the
 # operator's next key, so it is kept like the agency key entries' payloads.
 REGISTRATION_KINDS = frozenset({"agency.key_added", "agency.key_revoked", "operator.key_rotated"})
+#: docs/log-format.md: version 2 is a provision whose payload names link codes; the checks here
+#: (shape, commitment, signature) are the same for both, the payload being only committed to.
+VERSIONS = {"provision": (1, 2)}
 OPERATOR = "operator"
 COMMITMENT_PREFIX = b"kiroku/commitment/v1\n"
 ZERO_PREV = binascii.b2a_base64(bytes(32), newline=False).decode()
@@ -56,7 +61,7 @@ FAST_LEAF = re.compile(
     rb'\{"agency":"([0-9A-Za-z._-]{1,64})","commitment":"(' + B32_PATTERN + rb')","index":(0|[1-9][0-9]{0,15})'
     rb',"key_id":"([0-9a-f]{16})","kind":"(provision|catalog\.loaded|catalog\.replaced|agency\.registered'
     rb'|agency\.key_added|agency\.key_revoked)","logged_at":"(' + _TIME + rb')","prev":"('
-    + B32_PATTERN + rb')","signature":"(' + _B64SIG + rb')","time":"(' + _TIME + rb')","v":1\}'
+    + B32_PATTERN + rb')","signature":"(' + _B64SIG + rb')","time":"(' + _TIME + rb')","v":([12])\}'
 )
 # An export line written as JCS: erased, index, leaf, leaf_hash, payload, salt.
 _FAST_LINE = re.compile(
@@ -104,10 +109,12 @@ def commitment_of(salt: bytes, payload_jcs: bytes) -> str:
     return _b2a(_sha256(COMMITMENT_PREFIX + salt + payload_jcs).digest(), newline=False).decode()
 
 
-def _statement_bytes(agency: bytes, commitment: bytes, key_id: bytes, kind: bytes, time: bytes) -> bytes:
+def _statement_bytes(
+    agency: bytes, commitment: bytes, key_id: bytes, kind: bytes, time: bytes, v: bytes = b"1"
+) -> bytes:
     return b"".join(
         (b'{"agency":"', agency, b'","commitment":"', commitment, b'","key_id":"', key_id,
-         b'","kind":"', kind, b'","time":"', time, b'","v":1}')
+         b'","kind":"', kind, b'","time":"', time, b'","v":', v, b"}")
     )
 
 
@@ -115,14 +122,14 @@ def _fast_leaf(leaf: bytes) -> tuple[Any, ...] | None:
     m = FAST_LEAF.fullmatch(leaf)
     if m is None:
         return None
-    agency, commitment, index, key_id, kind, logged_at, prev, signature, time = m.groups()
+    agency, commitment, index, key_id, kind, logged_at, prev, signature, time, v = m.groups()
     index_int = int(index)
-    if index_int > MAX_SAFE_INT:
-        return None
+    if index_int > MAX_SAFE_INT or (v != b"1" and kind != b"provision"):
+        return None  # the slow path names the problem
     return (
         index_int, prev.decode(), kind.decode(), agency.decode(), key_id.decode(),
         time.decode(), logged_at.decode(), _a2b(signature),
-        _statement_bytes(agency, commitment, key_id, kind, time), commitment.decode(),
+        _statement_bytes(agency, commitment, key_id, kind, time, v), commitment.decode(),
     )
 
 
@@ -185,8 +192,11 @@ def _slow_leaf(leaf: bytes) -> tuple[Any, ...]:
     if set(obj) != LEAF_KEYS:
         extra, missing = sorted(set(obj) - LEAF_KEYS), sorted(LEAF_KEYS - set(obj))
         raise EntryProblem(f"leaf keys: unexpected {extra}, missing {missing}")
-    if obj["v"] != 1 or type(obj["v"]) is not int:
-        raise EntryProblem(f"leaf version is {obj['v']!r}, expected 1")
+    versions = VERSIONS.get(obj["kind"], (1,)) if isinstance(obj["kind"], str) else (1,)
+    if type(obj["v"]) is not int or obj["v"] not in versions:
+        expected = " or ".join(map(str, versions))
+        raise EntryProblem(f"leaf version is {obj['v']!r}, expected {expected} for kind "
+                           f"{obj['kind']!r}")
     index = obj["index"]
     if type(index) is not int or not 0 <= index <= MAX_SAFE_INT:
         raise EntryProblem(f"leaf index is {index!r}, expected a non-negative integer")

@@ -87,7 +87,9 @@ def _own_entry(provision_id: UUID, subject: str, services: ServicesDep) -> tuple
         raise ResourceNotFound(f"you have no record {provision_id}")
     line = next(iter(services.ledger.export(record.index, record.index + 1)), None)
     payload = line["payload"] if line else None
-    if line is None or (payload is not None and payload.get("subject") != subject):
+    # A version-2 payload names link codes: it is this resident's if they resolve to them.
+    if line is None or (payload is not None
+                        and services.ledger.link_codes.resident_of(payload) != subject):
         raise ResourceNotFound(f"you have no record {provision_id}")
     return record, line
 

@@ -27,6 +27,16 @@ class World:
     stranger: str = "MOJ"
     keys: dict[str, SigningKey] = field(default_factory=dict)
     counter: int = 0
+    #: 2: payloads name the requester's and the provider's link codes (issued on first use)
+    #: instead of ``subject`` (docs/log-format.md, version 2); ``subject=`` still picks the resident.
+    version: int = 1
+    codes: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    def code(self, agency: str, subject: str) -> str:
+        """``agency``'s link code for ``subject``, issued by the registry on first use."""
+        if (agency, subject) not in self.codes:
+            self.codes[(agency, subject)] = self.ledger.issue_link_codes(agency, [subject])[subject]
+        return self.codes[(agency, subject)]
 
     def payload(self, **overrides: Any) -> dict[str, Any]:
         self.counter += 1
@@ -47,6 +57,10 @@ class World:
             "operator": "op-KYOKAI-01",
         }
         payload.update(overrides)
+        if self.version == 2 and "subject" in payload and "requester_code" not in payload:
+            subject = payload.pop("subject")
+            payload["requester_code"] = self.code(payload["requester"], subject)
+            payload["provider_code"] = self.code(payload["provider"], subject)
         return payload
 
     def statement(self, agency: str | None = None, key: SigningKey | None = None,
@@ -56,14 +70,14 @@ class World:
                               key=key or self.keys[agency], time=time)
 
 
-def make_world(url: str, home: Path | None = None) -> World:
+def make_world(url: str, home: Path | None = None, *, version: int = 1) -> World:
     home = home or Path(tempfile.mkdtemp(prefix="kiroku-home-"))
     settings = Settings(home=home, database_url=url, key_dir=home / "keys", origin="test.kiroku/log")
     ledger = Ledger(settings, SigningKey.generate())
     catalog = load_catalog()
     ledger.load_catalog(catalog)
     basis = catalog.bases["2-4"]  # Kyokai Kenpo asks a mayor for local-tax information
-    world = World(ledger, basis)
+    world = World(ledger, basis, version=version)
     ledger.register_agency(world.requester, name_ja="全国健康保険協会", name_en="Kyokai Kenpo",
                            kind="insurer", roles=[basis.requester], registered_at=REGISTERED)
     ledger.register_agency(world.provider, name_ja="世田谷区", name_en="Setagaya City",

@@ -143,7 +143,7 @@ def test_time_before_registration(world: World) -> None:
     [
         lambda s: s.pop("salt"),
         lambda s: s["statement"].update(extra="x"),
-        lambda s: s["statement"].update(v=2),
+        lambda s: s["statement"].update(v=3),  # 1 and 2 (link codes) exist
         lambda s: s["payload"].pop("items"),
         lambda s: s["payload"].update(items=[]),
         lambda s: s["payload"].update(outcome="maybe"),

@@ -104,9 +104,10 @@ def _records(world: World) -> None:
 
 
 @contextmanager
-def build_site(url: str, *, demo: bool = True) -> Iterator[Site]:
+def build_site(url: str, *, demo: bool = True, version: int = 1) -> Iterator[Site]:
+    """``version`` 2: the records' payloads name link codes (tests.ledger.fixtures.World)."""
     home = Path(tempfile.mkdtemp(prefix="kiroku-web-"))
-    world = make_world(url, home)
+    world = make_world(url, home, version=version)
     settings = ApiSettings(home=home, database_url=url, log_origin="test.kiroku/log", demo=demo,
                            background=False, session_ttl=900)
     demo_dir = settings.demo_dir
