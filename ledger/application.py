@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, cast
 from uuid import UUID
 
@@ -31,9 +31,11 @@ from ledger.domain import (
     Agency,
     Catalog,
     Logged,
+    OperatorKey,
     Provision,
     agency_id,
     catalog_id,
+    operator_key_id,
     provision_id,
 )
 from ledger.encoding import b64encode, format_time, now_utc, parse_time
@@ -45,18 +47,26 @@ from ledger.errors import (
     InconsistentCheckpoint,
     IntegrityFailure,
     InvalidRequest,
+    InvalidRevocation,
     MalformedStatement,
     NotFound,
+    OperatorKeyError,
     StatementRejected,
     SubmitterNotParty,
     UnknownAgency,
     UnknownKey,
 )
 from ledger.group_commit import GroupCommit
-from ledger.keys import SigningKey, raw_public_key, statement_key_id
+from ledger.keys import (
+    RETIRING_KEY_FILE,
+    SigningKey,
+    possession_message,
+    raw_public_key,
+    statement_key_id,
+)
 from ledger.linkcodes import LinkCodeRegistry
 from ledger.merkle import StoredTree
-from ledger.provision import ProvisionPayload
+from ledger.provision import CLOCK_SKEW, ProvisionPayload
 from ledger.registry import Registry
 from ledger.schema import checkpoint as checkpoint_table
 from ledger.schema import log_entry
@@ -113,6 +123,8 @@ class Ledger(Application[UUID]):
     def __init__(self, settings: Settings, operator_key: SigningKey, *, check: bool = True) -> None:
         self.settings = settings
         self.operator_key = operator_key
+        # The previous operator key while it co-signs checkpoints (docs/key-rotation.md).
+        self.retiring_key: SigningKey | None = None
         super().__init__(
             env={
                 "PERSISTENCE_MODULE": get_topic(KirokuFactory),
@@ -150,12 +162,119 @@ class Ledger(Application[UUID]):
         top, notifications = self.log.notifications_after(
             self.registry.position, _REGISTRATION_TOPICS, top
         )
+        rotated = False
         for notification in notifications:
             event = cast(Logged, self.mapper.to_domain_event(notification))
             assert event.payload is not None
             self.registry.apply(event.statement["kind"], event.payload, event.statement["time"])
+            rotated = rotated or event.statement["kind"] == "operator.key_rotated"
         self.registry.position = max(self.registry.position, top)
         self._refreshed_at = now
+        if rotated:
+            self._follow_operator_key()
+
+    # Operator keys (docs/key-rotation.md) ------------------------------------------------------
+    def _follow_operator_key(self) -> None:
+        """After a rotation entry (perhaps written by another process), sign with the key the
+        log names as current: from the key directory when this process holds the old one."""
+        current = self.registry.operator_key_id
+        if current is None or current == self.operator_key.key_id:
+            self._load_retiring_key()
+            return
+        path = self.settings.operator_key_path
+        if path.exists():
+            key = SigningKey.load(path)
+            if key.key_id == current:
+                if self.operator_key.key_id in self.registry.operator_keys:
+                    self.retiring_key = self.operator_key
+                self.operator_key = key
+        self._load_retiring_key()
+
+    def _load_retiring_key(self) -> None:
+        if self.retiring_key is not None:
+            return
+        path = self.settings.key_dir / RETIRING_KEY_FILE
+        if path.exists():
+            key = SigningKey.load(path)
+            known = self.registry.operator_keys.get(key.key_id)
+            if known is not None and known.retired_at is not None:
+                self.retiring_key = key
+
+    def co_signing_keys(self, at: datetime | None = None) -> list[SigningKey]:
+        """Retired operator keys this process holds that are still in their window at ``at``."""
+        moment = at or now_utc()
+        window = {k.key_id for k in self.registry.co_signing_keys(moment)}
+        held = self.retiring_key
+        return [held] if held is not None and held.key_id in window else []
+
+    @property
+    def operator_public_keys(self) -> list[bytes]:
+        """Every operator public key the log knows (current first): checkpoints signed before a
+        rotation carry only an older key's signature and stay valid."""
+        keys = [self.operator_key.public_bytes]
+        keys += [k.public_key for k in self.registry.operator_keys.values()
+                 if k.public_key not in keys]
+        return keys
+
+    @property
+    def vkeys(self) -> list[str]:
+        """The note vkeys a verifier may hold now: the current key's, then a retiring key's
+        while checkpoints still carry its signature."""
+        from ledger.keys import vkey
+
+        keys = [self.vkey]
+        for state in self.registry.co_signing_keys(now_utc()):
+            keys.append(vkey(self.origin, state.public_key))
+        return keys
+
+    def _current_operator_key(self) -> SigningKey:
+        """The key to sign with now: after another process rotated, the new key from the key
+        file (``kiroku operator rotate-key`` writes it); OperatorKeyError while it is not there."""
+        current = self.registry.operator_key_id
+        if current is not None and current != self.operator_key.key_id:
+            self._follow_operator_key()
+        self._check_operator_key_current(self.operator_key.key_id)
+        return self.operator_key
+
+    def _check_operator_key_current(self, signed_with: str) -> None:
+        """Registrar entries after a rotation must be signed by the new key (the verifier
+        refuses the retired one); refuse when another process rotated meanwhile."""
+        current = self.registry.operator_key_id
+        if current is not None and current != signed_with:
+            raise OperatorKeyError(
+                f"the log's operator key is now {current}, this process signs with {signed_with}; "
+                f"restart it with the new key in {self.settings.operator_key_path}")
+
+    def rotate_operator_key(self, new_key: SigningKey, *, window: timedelta) -> Receipt:
+        """Append ``operator.key_rotated``: signed by the current key, with the new key's proof
+        of possession; from this entry on registrar entries are signed by the new key, and
+        checkpoints by both until ``valid_from + window``."""
+        self.refresh_registry()
+        if window < timedelta(0):
+            raise InvalidRequest("the rotation window cannot be negative")
+        now = now_utc()
+        if self.registry.co_signing_keys(now):
+            raise OperatorKeyError("a rotation window is still open; rotate again after it ends")
+        old = self._current_operator_key()
+        if new_key.key_id == old.key_id or new_key.key_id in self.registry.operator_keys:
+            raise OperatorKeyError(f"key {new_key.key_id} was an operator key already; use a new one")
+        payload: dict[str, Any] = {
+            "key_id": new_key.key_id, "public_key": b64encode(new_key.public_bytes),
+            "previous_public_key": b64encode(old.public_bytes),
+            "valid_from": format_time(now), "retired_at": format_time(now + window)}
+        payload["possession"] = b64encode(new_key.sign(possession_message(payload)))
+        signed = self._operator_sign("operator.key_rotated", payload, now)
+        aggregate = OperatorKey._create(OperatorKey.Rotated, id=operator_key_id(new_key.key_id),
+                                        **self._fields(signed))
+
+        def still_current(top: int) -> None:
+            self.refresh_registry(top=top)
+            self._check_operator_key_current(old.key_id)
+
+        receipt = self._save([aggregate], precommit=still_current)[0]
+        self.refresh_registry()
+        self.operator_key, self.retiring_key = new_key, old
+        return receipt
 
     # Registrar commands (signed by the operator) ----------------------------------------------
     def register_agency(
@@ -198,15 +317,83 @@ class Ledger(Application[UUID]):
                    "valid_from": format_time(valid_from or now_utc())}
         return self._agency_event(code, Agency.KeyAdded, "agency.key_added", payload)
 
-    def revoke_agency_key(self, code: str, key_id: str, *, revoked_at: datetime | None = None
-                          ) -> Receipt:
+    def revoke_agency_key(self, code: str, key_id: str, *, revoked_at: datetime | None = None,
+                          past_limit: timedelta | None = None) -> Receipt:
+        """Revoke ``key_id`` from ``revoked_at`` (default now; later: a planned end).
+
+        It may not precede the key's valid_from, nor come after a revocation already in force
+        (it would change nothing); an earlier one brings a planned end forward. With
+        ``past_limit`` (the CLI passes CLOCK_SKEW) it may lie at most that far in the past: a
+        revocation governs only entries logged after it (docs/log-format.md rule 4), so an
+        earlier time cannot un-accept what the log already holds (docs/key-rotation.md).
+        """
         self.refresh_registry()
+        at = revoked_at or now_utc()
+        self._check_revocation(code, key_id, at, now_utc(), past_limit)
+        payload = {"agency": code, "key_id": key_id, "revoked_at": format_time(at)}
+        return self._agency_event(code, Agency.KeyRevoked, "agency.key_revoked", payload)
+
+    def rotate_agency_key(self, code: str, public_key: bytes, *, old_key_id: str | None = None,
+                          overlap: timedelta = timedelta(days=7),
+                          valid_from: datetime | None = None) -> tuple[Receipt, Receipt]:
+        """Add ``public_key`` for ``code`` from ``valid_from`` (default now) and revoke the old
+        key at ``valid_from + overlap``, in one transaction: during the overlap statements
+        signed by either key are accepted, after it only the new key's."""
+        self.refresh_registry()
+        agency = self.registry.agency(code)
+        if overlap < timedelta(0):
+            raise InvalidRequest("the overlap cannot be negative")
+        now = now_utc()
+        if old_key_id is None:
+            live = [k for k in agency.keys.values() if k.revoked_at is None]
+            if len(live) != 1:
+                raise InvalidRequest(
+                    f"agency {code!r} has {len(live)} keys without a revocation; name the one "
+                    "to retire (--old KEY_ID)")
+            old_key_id = live[0].key_id
+        new_id = statement_key_id(public_key)
+        if new_id in self.registry.keys:
+            raise AlreadyRegistered(f"key {new_id} is already registered")
+        since = valid_from or now
+        self._check_revocation(code, old_key_id, since + overlap, now, CLOCK_SKEW)
+        added = {"agency": code, "key_id": new_id, "public_key": b64encode(public_key),
+                 "valid_from": format_time(since)}
+        revoked = {"agency": code, "key_id": old_key_id,
+                   "revoked_at": format_time(since + overlap)}
+        aggregate = cast(Agency, self.repository.get(agency_id(code)))
+        aggregate.trigger_event(Agency.KeyAdded, **self._fields(
+            self._operator_sign("agency.key_added", added, None)))
+        aggregate.trigger_event(Agency.KeyRevoked, **self._fields(
+            self._operator_sign("agency.key_revoked", revoked, None)))
+
+        def still_valid(top: int) -> None:
+            self.refresh_registry(top=top)
+            self._check_operator_key_current(self.operator_key.key_id)
+            if new_id in self.registry.keys:
+                raise AlreadyRegistered(f"key {new_id} is already registered")
+            self._check_revocation(code, old_key_id, since + overlap, now, CLOCK_SKEW)
+
+        first, second = self._save([aggregate], precommit=still_valid)
+        return first, second
+
+    def _check_revocation(self, code: str, key_id: str, at: datetime, now: datetime,
+                          past_limit: timedelta | None) -> None:
         key = self.registry.keys.get(key_id)
         if key is None or key.agency != code:
             raise UnknownKey(f"agency {code!r} has no key {key_id!r}")
-        payload = {"agency": code, "key_id": key_id,
-                   "revoked_at": format_time(revoked_at or now_utc())}
-        return self._agency_event(code, Agency.KeyRevoked, "agency.key_revoked", payload)
+        if at < key.valid_from:
+            raise InvalidRevocation(
+                f"key {key_id} is valid from {format_time(key.valid_from)}; a revocation at "
+                f"{format_time(at)} would precede it")
+        if past_limit is not None and at < now - past_limit:
+            raise InvalidRevocation(
+                f"revocation time {format_time(at)} is more than {int(past_limit.total_seconds())}"
+                " s in the past: a revocation applies to entries logged after it, so give now "
+                "(the default) or a later time; see docs/key-rotation.md for entries already "
+                "logged")
+        if key.revoked_at is not None and key.revoked_at <= at:
+            raise InvalidRevocation(
+                f"key {key_id} is already revoked from {format_time(key.revoked_at)}")
 
     def load_catalog(self, catalog: CatalogData) -> Receipt | None:
         """Load (or replace) the legal-basis catalog; None when this version is already in force."""
@@ -226,12 +413,26 @@ class Ledger(Application[UUID]):
     def _agency_event(self, code: str, event: type[Logged], kind: str, payload: dict[str, Any]
                       ) -> Receipt:
         agency = cast(Agency, self.repository.get(agency_id(code)))
-        agency.trigger_event(event, **self._fields(self._operator_sign(kind, payload, None)))
-        return self._save([agency], precommit=lambda top: self.refresh_registry(top=top))[0]
+        signed = self._operator_sign(kind, payload, None)
+        signer = signed["statement"]["key_id"]  # the key in force when it was signed
+        agency.trigger_event(event, **self._fields(signed))
+
+        def registry_current(top: int) -> None:
+            self.refresh_registry(top=top)
+            self._check_operator_key_current(signer)
+            if kind == "agency.key_revoked":
+                key = self.registry.keys[payload["key_id"]]
+                at = parse_time(payload["revoked_at"], field="revoked_at")
+                if key.revoked_at is not None and key.revoked_at <= at:
+                    raise InvalidRevocation(
+                        f"key {key.key_id} is already revoked from {format_time(key.revoked_at)}")
+
+        return self._save([agency], precommit=registry_current)[0]
 
     def _operator_sign(self, kind: str, payload: dict[str, Any], time: datetime | None
                        ) -> dict[str, Any]:
-        return sign_statement(payload, kind=kind, agency=OPERATOR, key=self.operator_key, time=time)
+        key = self._current_operator_key()
+        return sign_statement(payload, kind=kind, agency=OPERATOR, key=key, time=time)
 
     @staticmethod
     def _fields(signed: dict[str, Any]) -> dict[str, Any]:
@@ -609,7 +810,7 @@ class Ledger(Application[UUID]):
             ).first()
         if row is None:
             return None
-        return cps.open_own(row.note, self.origin, self.operator_key.public_bytes)
+        return cps.open_own(row.note, self.origin, self.operator_public_keys)
 
     def list_checkpoints(self, limit: int = 100) -> list[dict[str, Any]]:
         with self.log.transaction(commit=False) as session:
@@ -625,6 +826,10 @@ class Ledger(Application[UUID]):
         Refuses (InconsistentCheckpoint) when the stored tree no longer reproduces the root the
         operator signed last, so the operator never signs two inconsistent checkpoints.
         """
+        self.refresh_registry(force=False)
+        # After a rotation only the new key may sign alone; a process still holding the old
+        # one (its key file not yet replaced) must not publish what new-key verifiers refuse.
+        self._current_operator_key()
         with self.log.write_transaction() as session:
             size = self.log.tree_size()
             latest = self.latest_checkpoint()
@@ -639,7 +844,9 @@ class Ledger(Application[UUID]):
                     self.completeness.update(session, size, latest.root)  # if not yet indexed
                     return latest
             root = StoredTree(self.log, size).root()
-            signed = cps.sign(self.origin, size, root, self.operator_key)
+            # docs/key-rotation.md: during a rotation window the retiring key signs too.
+            signed = cps.sign(self.origin, size, root, self.operator_key,
+                              *self.co_signing_keys())
             session.execute(checkpoint_table.insert().values(
                 tree_size=size, root_hash=root, note=signed.note, signed_at=format_time(now_utc())))
             # docs/completeness.md: the index note for this size is signed in the same
@@ -675,6 +882,9 @@ class Ledger(Application[UUID]):
             index = CompletenessIndex(self.log, self.origin, self.operator_key,
                                       secret_path(self.settings.key_dir))
             self._completeness = index
+        # The keys in force now: a rotation may have happened since the index was opened.
+        index.operator_key = self.operator_key
+        index.co_signers = tuple(self.co_signing_keys())
         return index
 
     def verify_latest_checkpoint(self) -> None:

@@ -126,25 +126,30 @@ class IndexNote:
     note: str
 
 
-def _signed(text: str, origin: str, key: SigningKey) -> str:
-    """C2SP signed-note by the operator's note key (named after the origin)."""
-    signature = key.sign(text.encode())
-    return f"{text}\n\u2014 {origin} {b64encode(note_key_id(origin, key.public_bytes) + signature)}\n"
+def _signed(text: str, origin: str, key: SigningKey, *co_signers: SigningKey) -> str:
+    """C2SP signed-note by the operator's note key (named after the origin); during an operator
+    key rotation the retiring key signs too, on its own line (docs/key-rotation.md)."""
+    lines = "".join(
+        f"\u2014 {origin} {b64encode(note_key_id(origin, k.public_bytes) + k.sign(text.encode()))}\n"
+        for k in (key, *co_signers))
+    return f"{text}\n{lines}"
 
 
 def sign_index_note(origin: str, size: int, log_root: bytes, index_root: bytes,
-                    retained_from: int, key: SigningKey) -> IndexNote:
+                    retained_from: int, key: SigningKey, *co_signers: SigningKey) -> IndexNote:
     """docs/completeness.md "Index note": lines 2 and 3 are the checkpoint's size and root."""
     text = (f"{origin}{NOTE_SUFFIX}\n{size}\n{b64encode(log_root)}\n{b64encode(index_root)}\n"
             f"{retained_from}\n")
-    return IndexNote(size, log_root, index_root, retained_from, _signed(text, origin, key))
+    return IndexNote(size, log_root, index_root, retained_from,
+                     _signed(text, origin, key, *co_signers))
 
 
-def sign_key_note(origin: str, index_key: bytes, subject: str, key: SigningKey) -> str:
+def sign_key_note(origin: str, index_key: bytes, subject: str, key: SigningKey,
+                  *co_signers: SigningKey) -> str:
     """The operator's signed word that ``index_key`` is the key of this subject (evidence an
     auditor holding K can refute if false; docs/completeness.md "Key note")."""
     text = f"{origin}{KEY_NOTE_SUFFIX}\n{b64encode(index_key)}\n{b64encode(subject_digest(subject))}\n"
-    return _signed(text, origin, key)
+    return _signed(text, origin, key, *co_signers)
 
 
 # The index ---------------------------------------------------------------------------------
@@ -156,6 +161,7 @@ class CompletenessIndex:
         self.log = log
         self.origin = origin
         self.operator_key = operator_key
+        self.co_signers: tuple[SigningKey, ...] = ()  # set by the ledger during a key rotation
         self._secret_source = secret
         self._secret: IndexSecret | None = None
         self._events = log.events_record_cls.__table__
@@ -198,7 +204,7 @@ class CompletenessIndex:
                 appended[key] = [(i, h) for i, h in listed if i >= retained]
         index_root = self._apply(session, appended, seeds, rebuild, retained)
         signed = sign_index_note(self.origin, size, log_root, index_root, retained,
-                                 self.operator_key)
+                                 self.operator_key, *self.co_signers)
         session.execute(insert(note_table).values(
             tree_size=size, log_root=log_root, index_root=index_root, retained_from=retained,
             note=signed.note, signed_at=format_time(now_utc())))
@@ -385,7 +391,8 @@ class CompletenessIndex:
             if again is not None and again.size == note.size:
                 return {
                     "index_note": note.note, "checkpoint": checkpoint,
-                    "key_note": sign_key_note(self.origin, key, subject, self.operator_key),
+                    "key_note": sign_key_note(self.origin, key, subject, self.operator_key,
+                                              *self.co_signers),
                     "index_key": b64encode(key), "blind": b64encode(blind),
                     "records": [{"index": i, "leaf_hash": b64encode(h)} for i, h in records],
                     "siblings": [b64encode(h) for h in siblings], "neighbour": neighbour,

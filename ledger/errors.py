@@ -149,6 +149,20 @@ class BatchRejected(StatementRejected):
         )
 
 
+class InvalidRevocation(LedgerError):
+    """A revocation time the log cannot honour (before the key's valid_from, too far in the
+    past, or later than a revocation already in force); docs/key-rotation.md."""
+
+    code = "invalid-revocation"
+
+
+class OperatorKeyError(LedgerError):
+    """An operator key rotation the log refuses (one already in its window, a key this process
+    does not hold, or the log's current operator key differs from the one held)."""
+
+    code = "operator-key-error"
+
+
 # Link codes (符号; ledger.linkcodes) ---------------------------------------------------------
 class UnknownLinkCode(StatementRejected):
     """A version-2 payload names a link code the registry never issued to that agency."""
