@@ -12,7 +12,18 @@ from fastapi.openapi.utils import get_openapi
 
 from api import problems, web
 from api.limits import LimitsMiddleware
-from api.routers import agencies, auth, completeness, health, log, me, provisions, tiles
+from api.routers import (
+    agencies,
+    auth,
+    completeness,
+    flags,
+    health,
+    log,
+    me,
+    provisions,
+    proxies,
+    tiles,
+)
 from api.services import Services
 from api.settings import ApiSettings
 from ledger.application import Ledger
@@ -68,6 +79,8 @@ def create_app(settings: ApiSettings, ledger: Ledger | None = None) -> FastAPI:
     problems.install(app)
     for module in (provisions, agencies, auth, me, completeness, log, health, tiles):
         app.include_router(module.router)
+    for module in (flags, proxies):  # docs/api.md "Flags", "Proxies"
+        app.include_router(module.router)
     web.install(app)
     app.add_middleware(LimitsMiddleware, max_body=settings.max_body_bytes,  # type: ignore[arg-type]
                        max_batch=settings.max_batch_bytes)
@@ -90,6 +103,8 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     })
     security: dict[str, list[dict[str, list[str]]]] = {"/v1/me/": [{"residentSession": []}], "/v1/agencies/": [{"signedRequest": []}],
                 "/v1/log/entries": [{"signedRequest": []}],
+                "/v1/log/provisions/": [{"signedRequest": []}],
+                "/v1/proxy/": [{"residentSession": []}],
                 "/v1/provisions/{provision_id}/receipt": [{"signedRequest": []}]}
     for path, operations in schema.get("paths", {}).items():
         for prefix, requirement in security.items():

@@ -88,6 +88,8 @@ async def require_resident(caller: CallerDep, services: ServicesDep) -> Resident
         subject = await run_in_threadpool(services.credentials.subject_for, caller.name)
     if subject is None:
         raise Unauthenticated("this certificate is no longer registered; log in again")
+    if subject.startswith("proxy:"):  # ledger.proxies.PROXY_IDENTITY_PREFIX: no records of its own
+        raise Forbidden("a proxy's credential reads its principals' records under /v1/proxy/")
     return Resident(subject, caller.name)
 
 

@@ -237,6 +237,22 @@ class ReportTotals(BaseModel):
     non_disclosed: int = Field(examples=[1])
 
 
+class ReportFlag(BaseModel):
+    """One flag change on a provision the agency requested or provided, or that it made as an
+    authority: who (``agency``, ``role``) set or lifted which flag, when and why."""
+
+    index: int = Field(description="Log index of the change", examples=[1043])
+    record_index: int = Field(description="Log index of the provision", examples=[1041])
+    provision: str = Field(examples=["5f0c9e1e-2d7b-5c43-9a51-8d1f6f7d1b2a"])
+    flag: str = Field(examples=["non_disclosure"])
+    set: bool = Field(examples=[True])
+    reason: str = Field(examples=["criminal_investigation"])
+    agency: str = Field(examples=["131121"])
+    role: str = Field(examples=["provider"])
+    disclose_after: str | None = Field(examples=["2026-12-31T15:00:00Z"])
+    logged_at: str = Field(examples=["2026-06-11T00:10:01Z"])
+
+
 class Names(BaseModel):
     ja: str
     en: str
@@ -295,3 +311,6 @@ class AgencyReport(BaseModel):
     refusals: list[ReportRefusal]
     anomalies: dict[str, Any]
     rules: dict[str, Any]
+    flags: list[ReportFlag] = Field(default_factory=list)
+    withheld: int = Field(default=0, examples=[1], description="The agency's records withheld "
+                          "from their resident now by a flag or a delayed disclosure")

@@ -19,6 +19,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import errors as api_errors
 from ledger import errors as le
+from ledger import flags as lf
+from ledger import proxies as lp
 
 try:  # projections/ is optional for the service: its routes answer 503 without it
     from projections import errors as pe
@@ -54,6 +56,8 @@ STATUS: dict[type[Exception], int] = {
     api_errors.RateLimited: 429,
     api_errors.Unavailable: 503,
 }
+# Flags and proxies (ledger.flags, ledger.proxies).
+STATUS.update({lf.FlagNotSet: 409, lp.InvalidProxy: 422})
 if pe is not None:
     STATUS.update({pe.InvalidQuery: 400, pe.UnknownAgency: 404, pe.ViewsMissing: 503,
                    pe.ProjectionError: 503})
@@ -97,6 +101,14 @@ TITLES: dict[str, str] = {
     "invalid-query": "A query parameter is invalid",
     "views-missing": "The read views are missing (run the migrations)",
     "projection-error": "The read views failed",
+    "unknown-provision": "The log holds no such provision",
+    "flag-submitter-not-allowed": "Only the requester, the provider or an authority may flag",
+    "unknown-flag": "No such flag",
+    "unknown-reason": "No such reason code",
+    "flag-not-set": "The flag is not in force, so it cannot be lifted",
+    "unknown-proxy": "No such proxy registration of yours",
+    "invalid-proxy": "The proxy registration or cancellation is refused",
+    "proxy-already-registered": "This proxy is already registered",
 }
 
 _HTTP_CODES = {400: "invalid-request", 401: "unauthenticated", 403: "forbidden", 404: "not-found",

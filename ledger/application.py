@@ -693,6 +693,32 @@ class Ledger(Application[UUID]):
         return [Receipt(event.originator_id, a.index, a.leaf, a.leaf_hash)
                 for event, a in zip(events, appended)]
 
+    # Flags and proxies (ledger.flags, ledger.proxies) -----------------------------------------
+    def append_flag(self, submission: Any) -> Receipt:
+        """Append one signed ``provision.flagged`` statement (不開示, 自己情報提供不可, delayed
+        disclosure); the receipt's id is the flagged provision's."""
+        from ledger.flags import append_flag
+
+        return append_flag(self, submission)
+
+    def get_flag_history(self, provision: UUID) -> Any:
+        """The provision's flag history (ledger.flags.FlagHistory), or None if unknown/erased."""
+        from ledger.flags import get_history
+
+        return get_history(self, provision)[0]
+
+    def register_proxy(self, principal: str, holder: str, relationship: str) -> Any:
+        """Register ``holder`` as proxy (代理人) of ``principal``: (registration, receipt)."""
+        from ledger.proxies import register_proxy
+
+        return register_proxy(self, principal, holder, relationship)
+
+    def cancel_proxy(self, registration_id: str, *, by: str, reason: str,
+                     principal: str | None = None) -> Receipt:
+        from ledger.proxies import cancel_proxy
+
+        return cancel_proxy(self, registration_id, by=by, reason=reason, principal=principal)
+
     # Queries --------------------------------------------------------------------------------
     def tree_size(self) -> int:
         return self.log.tree_size()

@@ -53,6 +53,8 @@ class ProvisionFact:
     non_disclosure: bool
     operator: str
     logged_at: int
+    #: The payload's delayed disclosure (µs; docs/log-format.md): withheld until then.
+    disclose_after: int | None = None
 
 
 def micros(text: str) -> int:
@@ -162,4 +164,5 @@ def _fact(notification_id: int, index: int, originator_id: UUID, statement: dict
         non_disclosure=bool(payload.get("non_disclosure", False)),
         operator=payload.get("operator") or "",
         logged_at=micros(logged_at),
+        disclose_after=micros(payload["disclose_after"]) if payload.get("disclose_after") else None,
     )

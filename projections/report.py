@@ -1,5 +1,6 @@
 """Per-agency audit reports: counts per month × affair × outcome, per staff operator, refusals
-with reasons, non-disclosed records, and the anomalies of projections.anomalies.
+with reasons, non-disclosed records, the flag history of the agency's records (``flags``; how
+many are withheld now: ``withheld``), and the anomalies of projections.anomalies.
 
 Without ``as_of`` the counts come from the incrementally kept counters; with ``as_of`` (a log
 index) they are recomputed from the detail rows up to that entry by the same function the
@@ -20,6 +21,7 @@ from sqlalchemy import or_, select
 from ledger.application import Ledger
 from projections.anomalies import Rules, detect
 from projections.errors import InvalidQuery, UnknownAgency
+from projections.flags import agency_flags, now_micros
 from projections.labels import Labels
 from projections.schema import audit_count, audit_operator, audit_provision
 from projections.store import ViewStore
@@ -64,11 +66,17 @@ class AgencyReport:
             if as_of is not None:
                 lookups = lookups.where(a.idx <= as_of)
             requests = session.execute(lookups).all()
+            # Auditors see withheld records with their history: who set or lifted which flag,
+            # when and why (projections.flags).
+            flags, withheld = agency_flags(session, code, as_of, now_micros())
         label = self.labels.agency(code)
         if label.name_ja == code and not counts:
             raise UnknownAgency(f"agency {code!r} is not registered in this log")
-        return _assemble(code, label.to_json(), as_of, counts, hidden, operators,
-                         detect(requests, self.rules), self.rules, self.labels)
+        report = _assemble(code, label.to_json(), as_of, counts, hidden, operators,
+                           detect(requests, self.rules), self.rules, self.labels)
+        report["withheld"] = withheld
+        report["flags"] = flags
+        return report
 
     @staticmethod
     def _counters(session: Any, code: str) -> tuple[Counter[CountKey], Counter[CountKey],

@@ -1,7 +1,9 @@
 """The resident's record: every provision about them, as My Portal shows it (Act Art. 23).
 
-Records flagged non-disclosure (不開示) never appear here: they stay in the view, counted for
-auditors (projections.report), and are filtered out of every resident-facing query.
+Records withheld by a flag — non-disclosure (不開示), the self-information block
+(自己情報提供不可), or a delayed disclosure whose time has not come (projections.flags) — never
+appear here: they stay in the view, shown to auditors with their history (projections.report),
+and are filtered out of every resident- and proxy-facing query.
 Pages are newest first and read the (subject, requested_at, idx) index, so a page costs a few
 milliseconds whatever the size of the log.
 """
@@ -16,11 +18,12 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import Select, false, func, or_, select
+from sqlalchemy import Select, func, or_, select
 
 from ledger.application import Ledger
 from projections.decode import format_utc, from_micros, micros
 from projections.errors import InvalidQuery
+from projections.flags import disclosed, now_micros, visible_condition
 from projections.labels import AgencyLabel, ItemLabel, Label, Labels
 from projections.schema import resident_record as rr
 from projections.store import ViewStore
@@ -126,7 +129,7 @@ class ResidentRecords:
         """How many of the subject's visible records match the filters (as ``list`` takes them):
         the page shows "N records" above the first page."""
         query = select(func.count()).select_from(rr).where(
-            rr.c.subject == subject, rr.c.non_disclosure == false())
+            rr.c.subject == subject, disclosed(now_micros()))
         query = _filtered(query, since, until, agency, affair)
         self.store.check_schema()
         with self.store.read() as session:
@@ -136,7 +139,7 @@ class ResidentRecords:
         """The agencies and affairs that occur in the subject's visible records: the choices a
         filter offers, so it never lists an agency that has no record about them."""
         query = (select(rr.c.requester, rr.c.provider, rr.c.affair, rr.c.basis)
-                 .where(rr.c.subject == subject, rr.c.non_disclosure == false()).distinct())
+                 .where(rr.c.subject == subject, disclosed(now_micros())).distinct())
         self.store.check_schema()
         with self.store.read() as session:
             rows = session.execute(query).all()
@@ -157,10 +160,13 @@ class ResidentRecords:
 
     @staticmethod
     def _visible(subject: str, as_of: int | None) -> Select[Any]:
-        query = select(*_COLUMNS).where(rr.c.subject == subject, rr.c.non_disclosure == false())
+        if as_of is not None and as_of < 0:
+            raise InvalidQuery(f"as_of must be a log index (≥ 0), got {as_of}")
+        # Flags (不開示, 自己情報提供不可, delayed disclosure) are checked against the current
+        # time at every read: a record whose disclose_after has passed is simply shown.
+        query = select(*_COLUMNS).where(rr.c.subject == subject,
+                                        visible_condition(as_of, now_micros()))
         if as_of is not None:
-            if as_of < 0:
-                raise InvalidQuery(f"as_of must be a log index (≥ 0), got {as_of}")
             query = query.where(rr.c.idx <= as_of)
         return query
 

@@ -32,6 +32,7 @@ from ledger.application import Ledger
 from ledger.encoding import now_utc, parse_time
 from ledger.schema import log_entry
 from projections.decode import PROVISION_TOPIC, ProvisionFact, decode_states
+from projections.flags import FLAGGED_TOPIC, FlagFact, decode_flag
 from projections.store import ViewStore
 from projections.views import VIEWS, View
 
@@ -45,7 +46,7 @@ APPLICATION = Ledger.name
 class Batch:
     """What one step read: the facts, and the position every view reaches by applying them."""
 
-    facts: list[ProvisionFact]
+    facts: list[ProvisionFact | FlagFact]
     after: int
     position: int
 
@@ -80,16 +81,24 @@ class Runner:
             if top <= after:
                 return Batch([], after, after)
             rows = session.execute(
-                select(events.c.id, events.c.originator_id, events.c.state, log_entry.c.idx)
+                select(events.c.id, events.c.originator_id, events.c.state, log_entry.c.idx,
+                       events.c.topic)
                 .join(log_entry, log_entry.c.notification_id == events.c.id)
                 .where(events.c.id > after, events.c.id <= top,
-                       events.c.topic == PROVISION_TOPIC)
+                       events.c.topic.in_((PROVISION_TOPIC, FLAGGED_TOPIC)))
                 .order_by(events.c.id)
                 .limit(self.batch)
             ).all()
             # In the same read: version-2 payloads resolve through the link-code registry.
-            facts = decode_states(session, [(int(row.id), int(row.idx), row.originator_id,
-                                             bytes(row.state)) for row in rows])
+            facts: list[ProvisionFact | FlagFact] = list(decode_states(session, [
+                (int(row.id), int(row.idx), row.originator_id, bytes(row.state))
+                for row in rows if row.topic == PROVISION_TOPIC]))
+        # Flag entries (projections.flags) go in log order among the provisions.
+        flagged = [decode_flag(int(r.id), int(r.idx), bytes(r.state))
+                   for r in rows if r.topic == FLAGGED_TOPIC]
+        if any(flagged):
+            facts = sorted(facts + [f for f in flagged if f is not None],
+                           key=lambda f: f.notification_id)
         # A short read covers everything up to ``top``, other kinds of entry included.
         position = top if len(rows) < self.batch else int(rows[-1].id)
         return Batch(facts, after, position)

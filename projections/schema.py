@@ -94,3 +94,35 @@ audit_operator = Table(
     Column("operator", Text, primary_key=True),
     Column("n", _BigInt, nullable=False),
 )
+
+# Flags (projections/flags.py; migrations/versions/0008_disclosure.py) -------------------------
+
+#: The resident view's flags in force: one row per (record, flag) while the flag is set;
+#: ``disclose_after`` (µs) ends it without a further entry, NULL keeps it until lifted. Whether a
+#: record is shown is decided when it is read, against the current time.
+resident_flag = Table(
+    "kiroku_resident_flag",
+    metadata,
+    Column("idx", _BigInt, primary_key=True, autoincrement=False),  # the record's log index
+    Column("flag", String(32), primary_key=True),
+    Column("disclose_after", _BigInt, nullable=True),
+)
+
+#: The audit view's flag history: every change in log order (the provision's own entry for a
+#: flag its payload set, with reason "recorded", else the provision.flagged entry).
+record_flag = Table(
+    "kiroku_record_flag",
+    metadata,
+    Column("idx", _BigInt, primary_key=True, autoincrement=False),  # the changing entry
+    Column("provision", Uuid(), nullable=False),
+    Column("agency", Text, nullable=False),  # who signed the change
+    Column("flag", String(32), nullable=False),
+    Column("is_set", Boolean, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("disclose_after", _BigInt, nullable=True),
+    Column("logged_at", _BigInt, nullable=False),
+    Index("kiroku_record_flag_provision", "provision", "idx"),
+)
+
+#: Flags name a provision by id; the resident view finds its row through this index.
+resident_record_id = Index("kiroku_resident_record_id", resident_record.c.id)

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 from eventsourcing.dispatch import singledispatchmethod
 from eventsourcing.persistence import Tracking
 from eventsourcing.projection import Projection
+from eventsourcing.utils import get_topic
 from sqlalchemy import Boolean, Table, Uuid, insert, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
@@ -26,7 +27,21 @@ from sqlalchemy.orm import Session
 from ledger.domain import Provision
 from ledger.schema import log_entry
 from projections.decode import PROVISION_TOPIC, ProvisionFact, fact_from_event, month_jst
-from projections.schema import audit_count, audit_operator, audit_provision, resident_record
+from projections.flags import (
+    FLAGGED_TOPIC,
+    FlagFact,
+    flag_fact,
+    write_flag_history,
+    write_resident_flags,
+)
+from projections.schema import (
+    audit_count,
+    audit_operator,
+    audit_provision,
+    record_flag,
+    resident_flag,
+    resident_record,
+)
 from projections.store import ViewTrackingRecorder, write_transaction
 
 CountKey = tuple[str, str, str, str, str, str]  # agency, role, month, affair, outcome, reason
@@ -36,12 +51,13 @@ OperatorKey = tuple[str, str, str]  # agency, month, operator
 class View(Projection[ViewTrackingRecorder]):
     """A projection whose rows are written with its tracking record in one transaction."""
 
-    topics = (PROVISION_TOPIC,)
+    topics = (PROVISION_TOPIC, FLAGGED_TOPIC)
     tables: ClassVar[tuple[Table, ...]] = ()
 
     @abstractmethod
-    def write(self, session: Session, facts: Sequence[ProvisionFact]) -> None:
-        """Write the rows for ``facts`` in ``session`` (the caller's transaction)."""
+    def write(self, session: Session, facts: Sequence[ProvisionFact | FlagFact]) -> None:
+        """Write the rows for ``facts`` (in log order) in ``session`` (the caller's
+        transaction)."""
 
     @singledispatchmethod
     def process_event(self, domain_event: Any, tracking: Tracking) -> None:
@@ -56,6 +72,16 @@ class View(Projection[ViewTrackingRecorder]):
                                        session)
                 if fact is not None:
                     self.write(session, [fact])
+            elif get_topic(type(domain_event)) == FLAGGED_TOPIC:
+                index = session.execute(
+                    select(log_entry.c.idx)
+                    .where(log_entry.c.notification_id == tracking.notification_id)
+                ).scalar_one()
+                flagged = flag_fact(tracking.notification_id, int(index),
+                                    domain_event.statement, domain_event.payload,
+                                    domain_event.logged_at)
+                if flagged is not None:
+                    self.write(session, [flagged])
             self.view._insert_tracking(session, tracking)
 
     def clear(self, session: Session) -> None:
@@ -79,15 +105,17 @@ class ResidentView(View):
     """Every provision about each resident, keyed by log index, indexed by (subject, time)."""
 
     name = "resident"
-    tables = (resident_record,)
+    tables = (resident_record, resident_flag)
 
-    def write(self, session: Session, facts: Sequence[ProvisionFact]) -> None:
+    def write(self, session: Session, facts: Sequence[ProvisionFact | FlagFact]) -> None:
         insert_rows(session, resident_record, [
             (f.index, f.id, f.subject, f.requested_at, f.provided_at, f.requester, f.provider,
              f.basis, f.affair, _items_json(f.items), f.outcome,
              f.reason, f.non_disclosure)
-            for f in facts
+            for f in facts if isinstance(f, ProvisionFact)
         ])
+        # Flags after the batch's records: a flag entry always follows its provision's.
+        write_resident_flags(session, facts)
 
 
 class AuditView(View):
@@ -95,19 +123,21 @@ class AuditView(View):
     that anomaly detection and ``as_of`` reports read."""
 
     name = "audit"
-    tables = (audit_provision, audit_count, audit_operator)
+    tables = (audit_provision, audit_count, audit_operator, record_flag)
 
-    def write(self, session: Session, facts: Sequence[ProvisionFact]) -> None:
-        if not facts:
+    def write(self, session: Session, facts: Sequence[ProvisionFact | FlagFact]) -> None:
+        write_flag_history(session, facts)
+        provisions = [f for f in facts if isinstance(f, ProvisionFact)]
+        if not provisions:
             return
         insert_rows(session, audit_provision, [
             (f.index, f.requester, f.provider, f.submitter, f.affair, f.outcome, f.reason,
              # The requester's own reference to the resident (its link code from version 2):
              # the agency's report groups by it and shows it, never the internal pseudonym.
              f.operator, f.requester_ref, f.requested_at, f.non_disclosure)
-            for f in facts
+            for f in provisions
         ])
-        counts, hidden, operators = aggregate(facts)
+        counts, hidden, operators = aggregate(provisions)
         add_counts(session, audit_count, [(*k, n, hidden[k]) for k, n in counts.items()])
         add_counts(session, audit_operator, [(*k, n) for k, n in operators.items()])
 

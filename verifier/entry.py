@@ -39,7 +39,9 @@ LEAF_KEYS = frozenset(
 STATEMENT_KEYS = ("agency", "commitment", "key_id", "kind", "time", "v")  # JCS key order
 KINDS = frozenset(
     {"catalog.loaded", "catalog.replaced", "agency.registered", "agency.key_added",
-     "agency.key_revoked", "provision", "operator.key_rotated"}
+     "agency.key_revoked", "provision", "operator.key_rotated",
+     # docs/log-format.md: flags set or lifted later by an agency, proxies by the registrar.
+     "provision.flagged", "proxy.registered", "proxy.cancelled"}
 )
 # operator.key_rotated (docs/key-rotation.md) is a registration too: its payload names the
 # operator's next key, so it is kept like the agency key entries' payloads.

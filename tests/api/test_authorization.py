@@ -6,14 +6,19 @@ A new route without a row here fails ``test_matrix_covers_every_route``.
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Callable
 
 import pytest
 
 from kiroku.client import sign_login
-from tests.api.conftest import Env
+from ledger.flags import KIND, flag_payload
+from ledger.proxies import new_proxy_identity
+from ledger.signing import sign_statement
+from tests.api.conftest import SUBJECT_A, Env
+from tests.api.test_proxies import name_proxy, person
 
-CALLERS = ("A", "B", "X", "Y", "auditor", "anon")
+CALLERS = ("A", "B", "X", "Y", "auditor", "anon", "P")  # P: a proxy of A (not a resident)
 PUBLIC = dict.fromkeys(CALLERS, 200)
 
 
@@ -29,6 +34,28 @@ def _x_receipt(env: Env) -> str:
 
 def _statement(env: Env) -> dict:
     return env.world.statement()
+
+
+def _proxy(env: Env) -> str:
+    """Make P a proxy of A (once per service): P's handle for A."""
+    if "P" not in env.records:
+        cred = person(env, "P")
+        registration = name_proxy(env, "A", cred)
+        env.records["P"] = [registration]
+    return str(env.records["P"][0]["id"])
+
+
+def _flag_statement(env: Env) -> dict:
+    record = env.world.ledger.append(env.world.statement(subject=SUBJECT_A))
+    return sign_statement(flag_payload(record.id, "non_disclosure", set=True,
+                                       reason="dv_support_measure"),
+                          kind=KIND, agency=env.x, key=env.world.keys[env.x])
+
+
+def _a_registration(env: Env) -> str:
+    registration, _ = env.world.ledger.register_proxy(SUBJECT_A, new_proxy_identity(),
+                                                      "appointed")
+    return f"/v1/me/proxies/{registration.id}"
 
 
 def _login_body(env: Env) -> dict:
@@ -75,8 +102,37 @@ MATRIX: list[tuple[str, str, Target, Callable[[Env], object] | None, dict[str, i
     ("GET", "/tile/{level}/{index}", lambda e: "/tile/0/000.p/1", None, PUBLIC),
     ("GET", "/tile/entries/{index}", lambda e: "/tile/entries/000.p/1", None, PUBLIC),
     ("GET", "/healthz", lambda e: "/healthz", None, PUBLIC),
+    # Flags (docs/api.md "Flags"): statements authenticate themselves; history for auditors.
+    ("POST", "/v1/flags", lambda e: "/v1/flags", _flag_statement, dict.fromkeys(CALLERS, 201)),
+    ("GET", "/v1/log/provisions/{provision_id}/flags",
+     lambda e: f"/v1/log/provisions/{_a_record(e)}/flags", None,
+     {**dict.fromkeys(CALLERS, 403), "auditor": 200, "anon": 401}),
+    # Proxies (docs/api.md "Proxies"): residents manage theirs; P reads A's records only.
+    ("POST", "/v1/me/proxies", lambda e: "/v1/me/proxies",
+     lambda e: {"certificate": person(e, "Q").certificate, "relationship": "appointed"},
+     {"A": 201, "B": 201, "X": 403, "Y": 403, "auditor": 403, "anon": 401, "P": 403}),
+    ("GET", "/v1/me/proxies", lambda e: "/v1/me/proxies", None,
+     {"A": 200, "B": 200, "X": 403, "Y": 403, "auditor": 403, "anon": 401, "P": 403}),
+    ("DELETE", "/v1/me/proxies/{registration_id}", _a_registration, None,
+     {"A": 200, "B": 404, "X": 403, "Y": 403, "auditor": 403, "anon": 401, "P": 403}),
+    ("GET", "/v1/proxy/principals", lambda e: "/v1/proxy/principals", None,
+     {"A": 200, "B": 200, "X": 403, "Y": 403, "auditor": 403, "anon": 401, "P": 200}),
+    ("GET", "/v1/proxy/principals/{handle}/provisions",
+     lambda e: f"/v1/proxy/principals/{_proxy(e)}/provisions", None,
+     {"A": 404, "B": 404, "X": 403, "Y": 403, "auditor": 403, "anon": 401, "P": 200}),
+    ("GET", "/v1/proxy/principals/{handle}/provisions/{provision_id}",
+     lambda e: f"/v1/proxy/principals/{_proxy(e)}/provisions/{_a_record(e)}", None,
+     {"A": 404, "B": 404, "X": 403, "Y": 403, "auditor": 403, "anon": 401, "P": 200}),
     ("GET", "/metrics", lambda e: "/metrics", None, PUBLIC),
 ]
+
+
+def _expected(path: str, expected: dict[str, int], caller: str) -> int:
+    """Rows written before proxies existed: P answers as resident B does, except that a
+    proxy's credential has no records of its own under /v1/me/ (403)."""
+    if caller in expected:
+        return expected[caller]
+    return 403 if path.startswith("/v1/me/") else expected["B"]
 
 
 def test_matrix_covers_every_route(env: Env) -> None:
@@ -89,6 +145,7 @@ def test_matrix_covers_every_route(env: Env) -> None:
                          ids=[f"{m} {p}" for m, p, *_ in MATRIX])
 def test_route_by_caller(env: Env, method: str, path: str, target: Target,
                          body: Callable[[Env], object] | None, expected: dict[str, int]) -> None:
+    _proxy(env)
     for caller in CALLERS:
         url = target(env)
         payload = body(env) if body else None
@@ -99,6 +156,38 @@ def test_route_by_caller(env: Env, method: str, path: str, target: Target,
         if payload is not None:
             headers["Content-Type"] = "application/json"
         response = env.client.request(method, url, content=raw or None, headers=headers)
-        assert response.status_code == expected[caller], (caller, response.text)
+        assert response.status_code == _expected(path, expected, caller), (caller, response.text)
         if response.status_code >= 400:
             assert response.headers["content-type"].startswith("application/problem+json")
+
+
+def test_a_proxy_sees_the_principals_allowed_records_only_and_nothing_after_cancellation(
+        env: Env) -> None:
+    handle = _proxy(env)
+    a_records = {r["id"] for r in env.get("A", "/v1/me/provisions").json()["items"]}
+    b_records = {r["id"] for r in env.get("B", "/v1/me/provisions").json()["items"]}
+    page = env.get("P", f"/v1/proxy/principals/{handle}/provisions").json()
+    assert {r["id"] for r in page["items"]} == a_records  # A's non-disclosed record excluded
+    for record in b_records:
+        assert env.get("P", f"/v1/proxy/principals/{handle}/provisions/{record}"
+                       ).status_code == 404
+    # The non-disclosed record of A, which auditors see, is not reachable by the proxy.
+    entries = [line for line in env.get("auditor", "/v1/log/entries").text.splitlines()
+               if '"non_disclosure":true' in line]
+    assert entries
+    hidden = json.loads(entries[0])
+    leaf = json.loads(base64.b64decode(hidden["leaf"]))
+    from ledger.domain import provision_id
+
+    hidden_id = provision_id(leaf["agency"], hidden["payload"]["request_id"])
+    assert env.get("P", f"/v1/proxy/principals/{handle}/provisions/{hidden_id}"
+                   ).status_code == 404
+    assert env.get("A", f"/v1/me/provisions/{hidden_id}").status_code == 404
+    assert env.get("auditor", f"/v1/log/provisions/{hidden_id}/flags").json()["withheld"]
+    cancelled = env.client.delete(f"/v1/me/proxies/{handle}",
+                                  headers=env.headers("A", "DELETE", ""))
+    assert cancelled.status_code == 200
+    assert env.get("P", "/v1/proxy/principals").json()["principals"] == []
+    for record in a_records:
+        assert env.get("P", f"/v1/proxy/principals/{handle}/provisions/{record}"
+                       ).status_code == 404
