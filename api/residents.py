@@ -24,11 +24,14 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from sqlalchemy import insert, select, update
 
 from api.errors import Unauthenticated
-from api.schema import resident_credential
+from api.schema import resident_credential, resident_reissue
 from ledger.encoding import format_time, now_utc
 from ledger.errors import ConfigurationError
 
 LOGIN_CONTEXT = "kiroku-login/v1"
+#: Why a certificate was re-issued (docs/residents.md); codes only, so no free text can carry
+#: personal data into the operator's table.
+REISSUE_REASONS = ("emigrated", "renewed", "lost", "other")
 MAX_CERT_BYTES = 16 * 1024
 
 
@@ -147,6 +150,53 @@ class CredentialStore:
                             .values(revoked_at=format_time(now_utc())))
         with self._lock:
             self._cache.pop(cert_sha256, None)
+
+    def reissue(self, old_sha256: str, new: x509.Certificate, reason: str) -> str:
+        """Revoke the certificate ``old_sha256`` (if it is not already) and let ``new`` log in
+        as the same resident, in one transaction; returns the new fingerprint.
+
+        For a resident who emigrates (国外転出): the card's certificate is revoked, and the
+        credential the operator issues instead reaches the same records, past and future,
+        because the pseudonym in the log does not change. ``reason`` is one of
+        REISSUE_REASONS and goes to the operator's own table, never to the log.
+        """
+        if reason not in REISSUE_REASONS:
+            raise ConfigurationError(f"reason must be one of {', '.join(REISSUE_REASONS)}")
+        new_sha256 = fingerprint(new)
+        if new_sha256 == old_sha256:
+            raise ConfigurationError("the new certificate is the old one")
+        now = format_time(now_utc())
+        with self._log.transaction(commit=True) as session:
+            old = session.execute(select(resident_credential.c.subject,
+                                         resident_credential.c.revoked_at).where(
+                resident_credential.c.cert_sha256 == old_sha256)).first()
+            if old is None:
+                raise ConfigurationError("the old certificate is not registered")
+            taken = session.execute(select(resident_credential.c.subject,
+                                           resident_credential.c.revoked_at).where(
+                resident_credential.c.cert_sha256 == new_sha256)).first()
+            if taken is not None and (taken.subject != old.subject or taken.revoked_at):
+                raise ConfigurationError("the new certificate is registered to another resident "
+                                         "or revoked")
+            if session.execute(select(resident_reissue.c.new_cert_sha256).where(
+                    resident_reissue.c.old_cert_sha256 == old_sha256)).first() is not None:
+                raise ConfigurationError("the old certificate was already re-issued")
+            if taken is None:
+                session.execute(insert(resident_credential).values(
+                    cert_sha256=new_sha256, issuer=new.issuer.rfc4514_string(),
+                    serial=format(new.serial_number, "x"), subject=old.subject,
+                    registered_at=now, revoked_at=None))
+            if old.revoked_at is None:
+                session.execute(update(resident_credential)
+                                .where(resident_credential.c.cert_sha256 == old_sha256)
+                                .values(revoked_at=now))
+            session.execute(insert(resident_reissue).values(
+                old_cert_sha256=old_sha256, new_cert_sha256=new_sha256, reason=reason,
+                reissued_at=now))
+        with self._lock:
+            self._cache.pop(old_sha256, None)
+            self._cache.pop(new_sha256, None)
+        return new_sha256
 
     def cached(self, cert_sha256: str) -> tuple[bool, str | None]:
         """(True, subject or None) if the cache answers, without touching the database."""

@@ -23,3 +23,15 @@ resident_credential = Table(
     Column("revoked_at", Text, nullable=True),
     Index("kiroku_resident_credential_subject_idx", "subject"),
 )
+
+#: Certificates the operator re-issued: the old one is revoked and the new one maps to the same
+#: pseudonym (docs/residents.md: a resident who emigrates, 国外転出, loses the card's certificate
+#: and keeps access). The reason is a fixed code, never free text: no personal data here.
+resident_reissue = Table(
+    "kiroku_resident_reissue",
+    metadata,
+    Column("old_cert_sha256", Text, primary_key=True),
+    Column("new_cert_sha256", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("reissued_at", Text, nullable=False),
+)

@@ -289,6 +289,55 @@ def resident_revoke(certificate: Path) -> None:
         click.echo(f"revoked certificate {fingerprint(cert)}")
 
 
+@resident.command("reissue")
+@click.option("--old", "old", required=True,
+              help="The certificate to replace: its PEM file, or its SHA-256 fingerprint (hex, "
+              "as 'resident register' printed it) when the card is gone.")
+@click.option("--new", "new", required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The new certificate (PEM) for the same resident.")
+@click.option("--reason", type=click.Choice(["emigrated", "renewed", "lost", "other"]),
+              default="emigrated", show_default=True,
+              help="Why (kept in the operator's table, not in the log).")
+@click.option("--ca", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              envvar="KIROKU_RESIDENT_CA", required=True,
+              help="Trusted resident CA (PEM); default: $KIROKU_RESIDENT_CA, as the service uses.")
+def resident_reissue(old: str, new: Path, reason: str, ca: Path) -> None:
+    """Replace a resident's certificate: revoke OLD, let NEW log in as the same resident.
+
+    For a resident who emigrates (国外転出, docs/residents.md): the card's certificate is
+    revoked, the new credential sees every record before and after, and provisions still
+    recorded (pensions, for example) keep appearing. Sessions of OLD end within 30 seconds.
+    """
+    import re
+
+    from api.errors import Unauthenticated
+    from api.residents import (
+        CredentialStore,
+        check_certificate,
+        fingerprint,
+        load_trust_anchors,
+        parse_certificate,
+    )
+
+    with _errors():
+        if re.fullmatch(r"[0-9a-f]{64}", old):
+            old_sha256 = old
+        else:
+            try:
+                old_sha256 = fingerprint(parse_certificate(Path(old).read_text(encoding="ascii")))
+            except (OSError, Unauthenticated, UnicodeDecodeError) as exc:
+                _fail(f"--old: {exc}", EXIT_UNUSABLE)
+        try:
+            cert = parse_certificate(new.read_text(encoding="ascii"))
+            check_certificate(cert, load_trust_anchors(ca))
+        except (Unauthenticated, UnicodeDecodeError) as exc:
+            _fail(f"{new}: {exc}", EXIT_UNUSABLE)
+        new_sha256 = CredentialStore(_open_ledger(_settings())).reissue(old_sha256, cert, reason)
+        click.echo(f"revoked certificate {old_sha256}")
+        click.echo(f"registered certificate {new_sha256} to the same resident ({reason})")
+
+
 # -- statements -------------------------------------------------------------------------------
 @main.command()
 @click.option("--key", "key_file", required=True,

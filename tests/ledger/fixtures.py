@@ -57,10 +57,10 @@ class World:
             "operator": "op-KYOKAI-01",
         }
         payload.update(overrides)
-        if self.version == 2 and "subject" in payload and "requester_code" not in payload:
-            subject = payload.pop("subject")
-            payload["requester_code"] = self.code(payload["requester"], subject)
-            payload["provider_code"] = self.code(payload["provider"], subject)
+        if self.version == 2 and "subject" in payload:
+            subject = payload.pop("subject")  # overriding a code keeps the other one right
+            payload.setdefault("requester_code", self.code(payload["requester"], subject))
+            payload.setdefault("provider_code", self.code(payload["provider"], subject))
         return payload
 
     def statement(self, agency: str | None = None, key: SigningKey | None = None,
