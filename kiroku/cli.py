@@ -106,14 +106,19 @@ def init() -> None:
     from ledger.catalog import load_catalog
     from ledger.db import upgrade
     from ledger.keys import load_or_create
+    from ledger.linkcodes import key_path, load_or_create_key
 
     settings = _settings()
     _, created = load_or_create(settings.operator_key_path)
     upgrade(settings.database_url)
     with _errors():
+        # The link-code key K_link (ledger/linkcodes.py): beside the operator key, 0600.
+        link_key = key_path(settings.key_dir)
+        _, link_created = load_or_create_key(link_key)
         ledger = _open_ledger(settings)
         loaded = ledger.load_catalog(load_catalog())
         click.echo(("created" if created else "found") + f" operator key {settings.operator_key_path}")
+        click.echo(("created" if link_created else "found") + f" link-code key {link_key}")
         click.echo(f"catalog {'loaded at index ' + str(loaded.index) if loaded else 'already loaded'}")
         click.echo(f"vkey: {ledger.vkey}")
         ledger.close()
@@ -273,6 +278,28 @@ def resident_register(certificate: Path, subject: str, ca: Path) -> None:
         click.echo(f"registered certificate {fingerprint(cert)}")
 
 
+@resident.command("link-code")
+@click.argument("agency_code", metavar="AGENCY")
+@click.option("--subject", "subjects", required=True, multiple=True,
+              help="The resident's pseudonym (repeatable for several residents).")
+def resident_link_code(agency_code: str, subjects: tuple[str, ...]) -> None:
+    """Issue AGENCY's link code (符号) for a resident and print it.
+
+    What the network operator does when an agency enrols a resident: the code is derived from
+    the link-code key for that agency alone (docs/log-format.md, "Provision payload, version
+    2"), recorded in the registry and never logged. Idempotent: the same resident and agency
+    always get the same code. One --subject prints the code; several print one JSON object per
+    line, {"subject", "code"}, for delivery to the agency."""
+    with _errors():
+        codes = _open_ledger(_settings()).issue_link_codes(agency_code, list(subjects))
+        if len(subjects) == 1:
+            click.echo(codes[subjects[0]])
+        else:
+            for subject in dict.fromkeys(subjects):
+                click.echo(json.dumps({"subject": subject, "code": codes[subject]},
+                                      ensure_ascii=False))
+
+
 @resident.command("revoke")
 @click.argument("certificate", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def resident_revoke(certificate: Path) -> None:
@@ -345,8 +372,13 @@ def resident_reissue(old: str, new: Path, reason: str, ca: Path) -> None:
               help="The agency's PEM private key.")
 @click.option("--agency", "agency_code", help="Submitting agency code (default: the document's "
               "'agency', else the payload's provider).")
+@click.option("--payload-version", type=click.Choice(["1", "2"]),
+              help="Statement version: 2 (payloads name requester_code and provider_code) is "
+              "the default; a payload that still names 'subject' is signed as 1 unless 2 is "
+              "forced here.")
 @click.argument("source", type=click.File("r"), default="-")
-def sign(key_file: Path, agency_code: str | None, source: IO[str]) -> None:
+def sign(key_file: Path, agency_code: str | None, payload_version: str | None,
+         source: IO[str]) -> None:
     """Sign provision payloads as an agency; prints statements ready for 'kiroku append'.
 
     SOURCE (a file or - for stdin) holds a payload, a {"agency", "payload"} object, a JSON array
@@ -364,7 +396,16 @@ def sign(key_file: Path, agency_code: str | None, source: IO[str]) -> None:
             submitter = agency_code or document.get("agency") or payload.get("provider")
             if not isinstance(submitter, str):
                 _fail("cannot tell the submitting agency; pass --agency", EXIT_UNUSABLE)
-            signed = sign_statement(payload, kind="provision", agency=submitter, key=key)
+            if not isinstance(payload, dict):
+                _fail("each payload must be a JSON object", EXIT_UNUSABLE)
+            # Version 2 unless the payload is a version-1 one (existing clients keep working).
+            version = int(payload_version) if payload_version else (
+                1 if "subject" in payload and "requester_code" not in payload else 2)
+            if version == 2 and "subject" in payload:
+                _fail("a version-2 payload names requester_code and provider_code, not "
+                      "'subject' (docs/signing.md); or pass --payload-version 1", EXIT_UNUSABLE)
+            signed = sign_statement(payload, kind="provision", agency=submitter, key=key,
+                                    version=version)
             click.echo(json.dumps(signed, ensure_ascii=False))
 
 
