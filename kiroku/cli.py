@@ -376,9 +376,14 @@ def resident_reissue(old: str, new: Path, reason: str, ca: Path) -> None:
               help="Statement version: 2 (payloads name requester_code and provider_code) is "
               "the default; a payload that still names 'subject' is signed as 1 unless 2 is "
               "forced here.")
+@click.option("--kind", default="provision", show_default=True,
+              type=click.Choice(["provision", "provision.flagged"]),
+              help="provision.flagged: set or lift a flag (不開示, 自己情報提供不可) on a "
+              "provision; payload {provision, flag, set, reason[, disclose_after]} "
+              "(docs/log-format.md); pass --agency.")
 @click.argument("source", type=click.File("r"), default="-")
 def sign(key_file: Path, agency_code: str | None, payload_version: str | None,
-         source: IO[str]) -> None:
+         source: IO[str], kind: str = "provision") -> None:
     """Sign provision payloads as an agency; prints statements ready for 'kiroku append'.
 
     SOURCE (a file or - for stdin) holds a payload, a {"agency", "payload"} object, a JSON array
@@ -398,6 +403,10 @@ def sign(key_file: Path, agency_code: str | None, payload_version: str | None,
                 _fail("cannot tell the submitting agency; pass --agency", EXIT_UNUSABLE)
             if not isinstance(payload, dict):
                 _fail("each payload must be a JSON object", EXIT_UNUSABLE)
+            if kind == "provision.flagged":  # statement version 1: the flag kind is new
+                click.echo(json.dumps(sign_statement(payload, kind=kind, agency=submitter,
+                                                     key=key), ensure_ascii=False))
+                continue
             # Version 2 unless the payload is a version-1 one (existing clients keep working).
             version = int(payload_version) if payload_version else (
                 1 if "subject" in payload and "requester_code" not in payload else 2)
@@ -414,13 +423,43 @@ def sign(key_file: Path, agency_code: str | None, payload_version: str | None,
 def append(source: IO[str]) -> None:
     """Append signed statements from SOURCE (JSON, JSON array or JSON Lines; - for stdin).
 
-    All statements are appended together or none is. Prints one receipt per line.
+    All provision statements are appended together or none is; flag statements
+    (provision.flagged) follow them one by one, in order. Prints one receipt per line.
     """
     documents = _read_json_documents(source)
+
+    def is_flag(document: Any) -> bool:
+        statement = document.get("statement") if isinstance(document, dict) else None
+        return isinstance(statement, dict) and statement.get("kind") == "provision.flagged"
+
     with _errors():
         ledger = _open_ledger(_settings())
-        for receipt in ledger.append_batch(documents):
+        for receipt in ledger.append_batch([d for d in documents if not is_flag(d)]):
             click.echo(json.dumps(receipt.to_json(), ensure_ascii=False))
+        for document in filter(is_flag, documents):
+            click.echo(json.dumps(ledger.append_flag(document).to_json(), ensure_ascii=False))
+
+
+# -- proxies (代理人; ledger/proxies.py) ---------------------------------------------------------
+@main.group()
+def proxy() -> None:
+    """Proxy registrations: cancel one on an authority's decision (residents use the API)."""
+
+
+@proxy.command("cancel")
+@click.argument("registration_id")
+@click.option("--reason", required=True,
+              type=click.Choice(["court_order", "representation_ended", "principal_deceased",
+                                 "set_in_error"]),
+              help="Why the authority ends the representation (logged).")
+def proxy_cancel(registration_id: str, reason: str) -> None:
+    """Cancel proxy registration REGISTRATION_ID as an authority: a proxy.cancelled entry signed
+    by the operator; the proxy loses access at once. Prints the receipt; exit 1 if there is no
+    such registration in force."""
+    with _errors():
+        receipt = _open_ledger(_settings()).cancel_proxy(registration_id, by="authority",
+                                                          reason=reason)
+        click.echo(json.dumps(receipt.to_json(), ensure_ascii=False))
 
 
 # -- the log ----------------------------------------------------------------------------------
