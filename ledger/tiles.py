@@ -256,7 +256,7 @@ def _previous_size(ledger: Ledger, out: Path, latest: cps.Checkpoint) -> int | N
         return None
     try:
         note = path.read_text(encoding="utf-8")
-        held = cps.open_own(note, ledger.origin, ledger.operator_key.public_bytes)
+        held = cps.open_own(note, ledger.origin, ledger.operator_public_keys)
     except (OSError, UnicodeDecodeError, ValueError, IntegrityFailure) as exc:
         raise ConfigurationError(f"{path} is not a checkpoint of log {ledger.origin} signed by "
                                  f"this operator ({exc}); use another directory") from None

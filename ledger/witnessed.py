@@ -118,4 +118,4 @@ class WitnessRecords:
                                   .order_by(checkpoint_table.c.id.desc()).limit(1)).first()
         if row is None:
             return None
-        return cps.open_own(row.note, self.ledger.origin, self.ledger.operator_key.public_bytes)
+        return cps.open_own(row.note, self.ledger.origin, self.ledger.operator_public_keys)

@@ -111,7 +111,15 @@ def check_statement(services: Services, leaf: dict[str, Any]) -> dict[str, Any]:
     statement = {k: v for k, v in leaf.items() if k not in LEAF_ONLY}
     try:
         if leaf.get("agency") == "operator":
-            public = services.ledger.operator_key.public_bytes
+            # Registrar entries are signed by the operator key of their time: after a rotation
+            # (docs/key-rotation.md) older entries carry the previous key's id.
+            from ledger.keys import statement_key_id
+
+            found = [k for k in services.ledger.operator_public_keys
+                     if statement_key_id(k) == leaf.get("key_id")]
+            if not found:
+                return {"ok": False, "reason": f"no operator key {leaf.get('key_id')} in this log"}
+            public = found[0]
         else:
             from ledger.encoding import parse_time
 

@@ -227,3 +227,19 @@ def test_the_language_switch_only_goes_back_to_this_site(env: Env) -> None:
     response = client.get("/lang/en", params={"next": "/me?since=2026-01-01"})
     assert response.headers["location"] == "/me?since=2026-01-01"
     assert 'lang="en"' in client.get("/login").text
+
+
+def test_entry_page_checks_registrar_entries_signed_before_an_operator_rotation(env: Env
+                                                                                ) -> None:
+    from datetime import timedelta
+
+    ledger = env.world.ledger
+    ledger.rotate_operator_key(SigningKey.generate(), window=timedelta(0))
+    ledger.register_agency("PENSION", name_ja="日本年金機構", name_en="Japan Pension Service",
+                           kind="pension", roles=[env.world.basis.requester])
+    env.settle()
+    auditor = login(env, "auditor")
+    # Entry 0 (the catalog) was signed by the first operator key, the last by the new one.
+    for index in (0, ledger.tree_size() - 1):
+        page = auditor.get(f"/audit/entries/{index}").text
+        assert 'data-state="ok"' in page and 'data-state="bad"' not in page, index

@@ -281,3 +281,22 @@ def test_cli_writes_tiles_and_reports(tmp_path: Path, monkeypatch: pytest.Monkey
     result = runner.invoke(main, ["log", "tiles", "--out", str(tmp_path / "t")])
     assert result.exit_code == 2 and "use another directory" in result.output
     assert runner.invoke(main, ["log", "tiles", "--help"]).exit_code == 0
+
+
+def test_tiles_keep_growing_across_an_operator_key_rotation(tmp_path: Path) -> None:
+    """The tile directory's checkpoint was signed by the key of its time: after a rotation
+    (docs/key-rotation.md) the writer still recognises it and extends the same tree."""
+    from datetime import timedelta
+
+    with sqlite_database() as url:
+        world = make_world(url)
+        ledger = world.ledger
+        ledger.append(world.statement())
+        ledger.checkpoint()
+        write_tiles(ledger, tmp_path)
+        ledger.rotate_operator_key(SigningKey.generate(), window=timedelta(0))
+        ledger.append(world.statement())
+        ledger.checkpoint()
+        report = write_tiles(ledger, tmp_path)
+        assert report.tree_size == ledger.tree_size()
+        ledger.close()
