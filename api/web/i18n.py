@@ -169,6 +169,15 @@ STRINGS: dict[str, tuple[str, str]] = {
 }
 
 
+_TABLES = {lang: {key: pair[i] for key, pair in STRINGS.items()} for i, lang in enumerate(LANGS)}
+
+
+def table(lang: str) -> dict[str, str]:
+    """Every string in one language (templates read ``T.key`` inside loops: a dictionary look-up
+    instead of a function call per string and record)."""
+    return _TABLES[pick(lang)]
+
+
 def pick(lang: str | None) -> str:
     return lang if lang in LANGS else DEFAULT
 

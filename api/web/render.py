@@ -64,7 +64,7 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
 
     session = context.pop("session", None)
     html = _env.get_template(template).render(
-        request=request, lang=lang, t=t, label=label, session=session,
+        request=request, lang=lang, t=t, T=i18n.table(lang), label=label, session=session,
         csrf=sessions.csrf_token(request), path=request.url.path,
         query=request.url.query, **context)
     response = HTMLResponse(html, status_code=status, headers=HEADERS)

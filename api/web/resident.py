@@ -21,7 +21,8 @@ from api.deps import ServicesDep
 from api.services import Services
 from api.web.login import key_fingerprint
 from api.web.pages import JST, PageNotFound, ResidentPage, jst
-from api.web.render import render
+from api.web import i18n
+from api.web.render import language, render
 from projections.errors import InvalidQuery
 
 router = APIRouter(include_in_schema=False)
@@ -89,7 +90,8 @@ def my_records(request: Request, resident: ResidentPage, services: ServicesDep) 
         total = views.count(resident.subject, **filters.list_kwargs()) if page else 0
     agencies, affairs = views.facets(resident.subject)
     labels = views.labels
-    rows = [] if page is None else [_row(record, labels) for record in page.items]
+    lang = language(request)
+    rows = [] if page is None else [_row(record, labels, lang) for record in page.items]
     verify_query = filters.query(cursor=filters.cursor)
     return render(
         request, "me_list.html", 400 if filters.errors else 200, session=resident,
@@ -112,7 +114,7 @@ def my_record(request: Request, record_id: str, resident: ResidentPage,
         found = None
     if found is None:
         raise PageNotFound()
-    row = _row(found, views.labels)
+    row = _row(found, views.labels, language(request))
     return render(request, "me_record.html", session=resident, title_key="record_title",
                   record=row, page_data=_page_data(services, f"/me/verification?id={found.id}"))
 
@@ -168,12 +170,22 @@ def _page_data(services: Services, verify_url: str) -> dict[str, Any]:
     return {"verify_url": verify_url, "vkey": vkey, "fingerprint": key_fingerprint(vkey)}
 
 
-def _row(record: Any, labels: Any) -> dict[str, Any]:
+def _row(record: Any, labels: Any, lang: str) -> dict[str, Any]:
+    """A record as the page shows it, every label already in the page's language (the list
+    renders fifty of these: the template only prints strings)."""
+    words = i18n.table(lang)
+    name = "name_ja" if lang == "ja" else "name_en"
+    row = labels.basis_row(record.basis)
     return {
         "id": str(record.id), "index": record.index,
         "requested": jst(record.requested_at), "provided": jst(record.provided_at),
         "requested_utc": record.requested_at.isoformat(),
-        "requester": record.requester, "provider": record.provider,
-        "affair": record.affair, "basis": record.basis, "basis_row": labels.basis_row(record.basis),
-        "items": record.items, "outcome": record.outcome, "reason": record.reason,
+        "requester": getattr(record.requester, name), "requester_code": record.requester.code,
+        "provider": getattr(record.provider, name), "provider_code": record.provider.code,
+        "affair": getattr(record.affair, lang),
+        "basis": (words["basis_row"].format(row=row, id=record.basis) if row is not None
+                  else record.basis),
+        "items": [getattr(item, lang) for item in record.items],
+        "outcome": record.outcome, "outcome_text": words["outcome_" + record.outcome],
+        "reason": record.reason,
     }
