@@ -19,9 +19,9 @@ from fastapi.responses import JSONResponse, Response
 
 from api.deps import ServicesDep
 from api.services import Services
+from api.web import i18n
 from api.web.login import key_fingerprint
 from api.web.pages import JST, PageNotFound, ResidentPage, jst
-from api.web import i18n
 from api.web.render import language, render
 from projections.errors import InvalidQuery
 
