@@ -166,6 +166,32 @@ STRINGS: dict[str, tuple[str, str]] = {
     "logged_at": ("記録日時", "Logged at"),
     "receipt": ("受領証", "Receipt"),
     "no_appends": ("直近の記録はありません。", "No recent appends."),
+    # proxies (代理人)
+    "nav_proxies": ("代理人", "Proxies"),
+    "proxies_title": ("代理人の登録", "Your proxies"),
+    "proxies_intro": (
+        ("代理人（法定代理人・成年後見人・任意代理人）は、あなたの記録を閲覧できます。"
+        "不開示の記録は代理人にも表示されません。登録と取消はログに記録されます。"),
+        ("A proxy (legal representative, adult guardian or appointed proxy) can read your "
+        "records; withheld records are never shown to them. Registering and cancelling are "
+        "recorded in the log.")),
+    "no_proxies": ("代理人は登録されていません。", "You have no proxy."),
+    "register_proxy": ("代理人を登録する", "Register a proxy"),
+    "proxy_certificate": ("代理人の証明書ファイル（PEM）", "The proxy's certificate file (PEM)"),
+    "relationship": ("続柄・種類", "Relationship"),
+    "rel_legal_representative": ("法定代理人", "Legal representative"),
+    "rel_adult_guardian": ("成年後見人", "Adult guardian"),
+    "rel_appointed": ("任意代理人", "Appointed proxy"),
+    "registered_at": ("登録日時", "Registered"),
+    "cancel_proxy": ("取り消す", "Cancel"),
+    "proxy_registered": ("代理人を登録しました。", "The proxy is registered."),
+    "proxy_cancelled": ("代理人の登録を取り消しました。", "The proxy is cancelled."),
+    "proxy_refused": ("登録できませんでした：", "Could not register: "),
+    "principals_title": ("代理している方", "People you act for"),
+    "no_principals": ("代理している方はいません。", "You act for nobody."),
+    "acting_for": ("{relationship}として閲覧しています。", "You are reading as {relationship}."),
+    "you_act_for": ("{n} 人の代理人として閲覧できます", "You act as proxy for {n} people"),
+    "principal_n": ("代理している方 {n}", "Person {n}"),
 }
 
 

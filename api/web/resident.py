@@ -15,7 +15,7 @@ from urllib.parse import urlencode
 from uuid import UUID
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from api.deps import ServicesDep
 from api.services import Services
@@ -23,6 +23,8 @@ from api.web import i18n
 from api.web.login import key_fingerprint
 from api.web.pages import JST, PageNotFound, ResidentPage, jst
 from api.web.render import language, render
+from api.web.sessions import WebSession
+from ledger.proxies import PROXY_IDENTITY_PREFIX, list_for_holder
 from projections.errors import InvalidQuery
 
 router = APIRouter(include_in_schema=False)
@@ -76,59 +78,84 @@ def _views(services: Services) -> Any:
 
 @router.get("/me")
 def my_records(request: Request, resident: ResidentPage, services: ServicesDep) -> Response:
+    if resident.subject is not None and resident.subject.startswith(PROXY_IDENTITY_PREFIX):
+        # A proxy identity has no records of its own: it reads its principals' (/proxy).
+        return RedirectResponse("/proxy", status_code=303)
+    acts_for = len(list_for_holder(services.ledger, str(resident.subject)))
+    return list_page(request, resident, services, str(resident.subject), "/me",
+                     principals=acts_for)
+
+
+@router.get("/me/records/{record_id}")
+def my_record(request: Request, record_id: str, resident: ResidentPage,
+              services: ServicesDep) -> Response:
+    return detail_page(request, resident, services, str(resident.subject), "/me", record_id)
+
+
+@router.get("/me/verification")
+def my_verification(request: Request, resident: ResidentPage, services: ServicesDep
+                    ) -> Response:
+    return verification(request, services, str(resident.subject))
+
+
+def list_page(request: Request, session: WebSession, services: Services, subject: str,
+              base: str, **context: Any) -> Response:
+    """A page of ``subject``'s records at ``base`` (the resident's own, or a principal's for
+    their proxy): filters, counts, paging, and the marks' verification URL."""
     views = _views(services)
     filters = Filters(request)
     if filters.errors:
         page, total = None, 0
     else:
         try:
-            page = views.list(resident.subject, cursor=filters.cursor, limit=PAGE_SIZE,
+            page = views.list(subject, cursor=filters.cursor, limit=PAGE_SIZE,
                               **filters.list_kwargs())
         except InvalidQuery:
             filters.errors.append("cursor")
             page = None
-        total = views.count(resident.subject, **filters.list_kwargs()) if page else 0
-    agencies, affairs = views.facets(resident.subject)
+        total = views.count(subject, **filters.list_kwargs()) if page else 0
+    agencies, affairs = views.facets(subject)
     labels = views.labels
     lang = language(request)
     rows = [] if page is None else [_row(record, labels, lang) for record in page.items]
     verify_query = filters.query(cursor=filters.cursor)
     return render(
-        request, "me_list.html", 400 if filters.errors else 200, session=resident,
+        request, "me_list.html", 400 if filters.errors else 200, session=session,
         title_key="records_title", filters=filters, records=rows, total=total,
-        agencies=agencies, affairs=affairs,
+        agencies=agencies, affairs=affairs, base=base,
         next_query=filters.query(cursor=page.next_cursor) if page and page.next_cursor else None,
         first_query=filters.query() if filters.cursor else None,
         as_of=page.as_of if page else None,
-        page_data=_page_data(services, "/me/verification" + (f"?{verify_query}"
-                                                             if verify_query else "")))
+        page_data=_page_data(services, f"{base}/verification" + (f"?{verify_query}"
+                                                                 if verify_query else "")),
+        **context)
 
 
-@router.get("/me/records/{record_id}")
-def my_record(request: Request, record_id: str, resident: ResidentPage,
-              services: ServicesDep) -> Response:
+def detail_page(request: Request, session: WebSession, services: Services, subject: str,
+                base: str, record_id: str, **context: Any) -> Response:
     views = _views(services)
     try:
-        found = views.get(resident.subject, UUID(record_id))
+        found = views.get(subject, UUID(record_id))
     except ValueError:
         found = None
     if found is None:
         raise PageNotFound()
     row = _row(found, views.labels, language(request))
-    return render(request, "me_record.html", session=resident, title_key="record_title",
-                  record=row, page_data=_page_data(services, f"/me/verification?id={found.id}"))
+    return render(request, "me_record.html", session=session, title_key="record_title",
+                  record=row, base=base,
+                  page_data=_page_data(services, f"{base}/verification?id={found.id}"),
+                  **context)
 
 
-@router.get("/me/verification")
-def my_verification(request: Request, resident: ResidentPage, services: ServicesDep
-                    ) -> Response:
-    """What the browser needs to verify the records of one page (or one record): the latest
-    checkpoint note and, per record, the leaf, payload, salt and inclusion proof."""
+def verification(request: Request, services: Services, subject: str) -> Response:
+    """What the browser needs to verify the records of one page (or one record) of
+    ``subject``: the latest checkpoint note and, per record, the leaf, payload, salt and
+    inclusion proof. Ids that are not ``subject``'s visible records are left out."""
     views = _views(services)
     one = request.query_params.get("id")
     if one is not None:
         try:
-            found = views.get(resident.subject, UUID(one))
+            found = views.get(subject, UUID(one))
         except ValueError:
             found = None
         records = [] if found is None else [found]
@@ -136,7 +163,7 @@ def my_verification(request: Request, resident: ResidentPage, services: Services
         filters = Filters(request)
         try:
             records = [] if filters.errors else views.list(
-                resident.subject, cursor=filters.cursor, limit=PAGE_SIZE,
+                subject, cursor=filters.cursor, limit=PAGE_SIZE,
                 **filters.list_kwargs()).items
         except InvalidQuery:
             records = []

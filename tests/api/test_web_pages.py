@@ -18,10 +18,11 @@ from api.web import ROUTERS
 from api.web.login import console_message
 from api.web.sessions import CSRF_COOKIE, SESSION_COOKIE
 from kiroku.client import sign_login
+from ledger.proxies import new_proxy_identity
 from ledger.keys import SigningKey
 from tests.api.conftest import Env
 
-CALLERS = ("A", "B", "X", "Y", "auditor", "anon")
+CALLERS = ("A", "B", "P", "X", "Y", "auditor", "anon")  # P: a proxy (代理人) of A
 
 
 def _browser(env: Env, https: bool = False) -> TestClient:
@@ -50,8 +51,32 @@ def _console_body(env: Env, client: TestClient, principal: str, key: SigningKey
             "signature": base64.b64encode(key.sign(message)).decode()}
 
 
+def _proxy_of_a(env: Env) -> str:
+    """Register P (a certificate of its own, no records) as A's proxy, once; P's handle."""
+    if "P" not in env.residents:
+        from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+        from api.demo import ensure_ca, issue_resident
+        from api.residents import fingerprint
+        from tests.api.conftest import ResidentCred
+
+        folder = env.services.settings.resident_ca_path().parent
+        ca_key, ca, _ = ensure_ca(folder)
+        cert, cert_path, key_path = issue_resident(ca_key, ca, folder / "proxies", "P")
+        holder = new_proxy_identity()
+        env.services.credentials.register(cert, holder)
+        registration, _ = env.world.ledger.register_proxy(env.residents["A"].subject, holder,
+                                                          "legal_representative")
+        key = load_pem_private_key(key_path.read_bytes(), password=None)
+        env.residents["P"] = ResidentCred(holder, cert_path.read_text(), key)  # type: ignore[arg-type]
+        env.records["P-handle"] = [{"id": registration.id, "fp": fingerprint(cert)}]
+    return str(env.records["P-handle"][0]["id"])
+
+
 def login(env: Env, who: str, https: bool = False) -> TestClient:
     """A browser logged in as ``who`` through the pages' own log-in routes."""
+    if who == "P":
+        _proxy_of_a(env)
     client = _browser(env, https)
     if who == "anon":
         return client
@@ -78,9 +103,11 @@ def _x_entry(env: Env) -> str:
     return str(receipt["index"])
 
 
-PAGE = {"A": 200, "B": 200, "X": 403, "Y": 403, "auditor": 403, "anon": 303}
-AUDIT = {"A": 403, "B": 403, "X": 403, "Y": 403, "auditor": 200, "anon": 303}
-AGENCY = {"A": 403, "B": 403, "X": 200, "Y": 200, "auditor": 403, "anon": 303}
+PAGE = {"A": 200, "B": 200, "P": 200, "X": 403, "Y": 403, "auditor": 403, "anon": 303}
+AUDIT = {"A": 403, "B": 403, "P": 403, "X": 403, "Y": 403, "auditor": 200, "anon": 303}
+AGENCY = {"A": 403, "B": 403, "P": 403, "X": 200, "Y": 200, "auditor": 403, "anon": 303}
+# A principal's pages through P's handle: P only; A and B get 404 like any unknown handle.
+PROXY = {**PAGE, "A": 404, "B": 404}
 EVERYONE: Callable[[int], dict[str, int]] = lambda status: dict.fromkeys(CALLERS, status)
 
 # (method, route, target builder, expected status per caller); POSTs are checked separately.
@@ -88,10 +115,17 @@ MATRIX: list[tuple[str, str, Callable[[Env], str], dict[str, int]]] = [
     ("GET", "/", lambda e: "/", EVERYONE(303)),
     ("GET", "/login", lambda e: "/login", EVERYONE(200)),
     ("GET", "/lang/{lang}", lambda e: "/lang/en?next=/me", EVERYONE(303)),
-    ("GET", "/me", lambda e: "/me", PAGE),
+    ("GET", "/me", lambda e: "/me", {**PAGE, "P": 303}),  # a proxy identity goes to /proxy
     ("GET", "/me/records/{record_id}", lambda e: f"/me/records/{_a_record(e)}",
-     {**PAGE, "B": 404}),
+     {**PAGE, "B": 404, "P": 404}),
     ("GET", "/me/verification", lambda e: f"/me/verification?id={_a_record(e)}", PAGE),
+    ("GET", "/me/proxies", lambda e: "/me/proxies", PAGE),
+    ("GET", "/proxy", lambda e: "/proxy", PAGE),
+    ("GET", "/proxy/{handle}", lambda e: f"/proxy/{_proxy_of_a(e)}", PROXY),
+    ("GET", "/proxy/{handle}/records/{record_id}",
+     lambda e: f"/proxy/{_proxy_of_a(e)}/records/{_a_record(e)}", PROXY),
+    ("GET", "/proxy/{handle}/verification",
+     lambda e: f"/proxy/{_proxy_of_a(e)}/verification?id={_a_record(e)}", PROXY),
     ("GET", "/audit", lambda e: "/audit", AUDIT),
     ("GET", "/audit/agencies/{code}", lambda e: f"/audit/agencies/{e.x}", AUDIT),
     ("GET", "/audit/agencies/{code}/csv/{part}", lambda e: f"/audit/agencies/{e.x}/csv/counts",
@@ -106,7 +140,8 @@ MATRIX: list[tuple[str, str, Callable[[Env], str], dict[str, int]]] = [
     ("GET", "/agency/receipts/{index}", lambda e: f"/agency/receipts/{_x_entry(e)}",
      {**AGENCY, "Y": 404}),
 ]
-POSTS = {"/login/resident", "/login/console", "/login/demo", "/logout"}
+POSTS = {"/login/resident", "/login/console", "/login/demo", "/logout", "/me/proxies",
+         "/me/proxies/{registration_id}/cancel"}
 
 
 def test_matrix_covers_every_page_route(env: Env) -> None:
@@ -243,3 +278,39 @@ def test_entry_page_checks_registrar_entries_signed_before_an_operator_rotation(
     for index in (0, ledger.tree_size() - 1):
         page = auditor.get(f"/audit/entries/{index}").text
         assert 'data-state="ok"' in page and 'data-state="bad"' not in page, index
+
+
+def test_a_proxy_reads_its_principals_records_until_cancelled(env: Env) -> None:
+    handle = _proxy_of_a(env)
+    p = login(env, "P")
+    assert p.get("/me").headers["location"] == "/proxy"
+    assert f"/proxy/{handle}" in p.get("/proxy").text
+    page = p.get(f"/proxy/{handle}")
+    assert page.status_code == 200 and "法定代理人" in page.text
+    bundle = p.get(f"/proxy/{handle}/verification").json()
+    assert len(bundle["records"]) == 3  # A's visible records, never the non-disclosed one
+    assert env.residents["A"].subject not in page.text
+    a = login(env, "A")
+    listed = a.get("/me/proxies").text
+    assert f'data-registration="{handle}"' in listed
+    assert a.post(f"/me/proxies/{handle}/cancel", data={"csrf": "wrong-token-000000000000"}
+                  ).status_code == 403
+    assert a.post(f"/me/proxies/{handle}/cancel", data={"csrf": _csrf(a)}).status_code == 303
+    assert p.get(f"/proxy/{handle}").status_code == 404
+    assert f"/proxy/{handle}" not in p.get("/proxy").text
+
+
+def test_a_resident_registers_a_proxy_from_the_page(env: Env) -> None:
+    from api.demo import ensure_ca, issue_resident
+
+    folder = env.services.settings.resident_ca_path().parent
+    ca_key, ca, _ = ensure_ca(folder)
+    _, cert_path, _ = issue_resident(ca_key, ca, folder / "proxies", "Q")
+    b = login(env, "B")
+    done = b.post("/me/proxies", data={"csrf": _csrf(b), "relationship": "adult_guardian"},
+                  files={"certificate": ("q.pem", cert_path.read_bytes(), "application/x-pem")})
+    assert done.status_code == 303, done.text
+    assert "成年後見人" in b.get("/me/proxies").text
+    refused = b.post("/me/proxies", data={"csrf": _csrf(b), "relationship": "adult_guardian"},
+                     files={"certificate": ("x.pem", b"not a certificate", "text/plain")})
+    assert refused.status_code == 422 and 'id="proxy-error"' in refused.text

@@ -122,6 +122,9 @@ def build_site(url: str, *, demo: bool = True, version: int = 1) -> Iterator[Sit
     cert, cert_path, key_path = _ec_resident(ca_key, ca, home / "ec", "resident-c")
     store.register(cert, SUBJECTS["C"])
     credentials["C"] = (cert_path, key_path)
+    # P: a person with a card of their own and no records, who A will name as proxy (代理人).
+    _, cert_path, key_path = issue_resident(ca_key, ca, home / "proxy", "resident-p")
+    credentials["P"] = (cert_path, key_path)
     auditor = SigningKey.generate()
     auditor.save(demo_dir / "auditor.pem")
     (demo_dir / "auditor.pub").write_text(

@@ -238,6 +238,42 @@ def test_mobile_width(site: Site, base: str, mobile_page: Any) -> None:
     screenshot(mobile_page, "resident-list-375px")
 
 
+def test_a_proxy_reads_the_principals_verified_records(site: Site, base: str, browser: Any
+                                                       ) -> None:
+    principal = browser.new_context()
+    a = principal.new_page()
+    _resident(a, base)
+    a.click("nav a[href='/me/proxies']")
+    cert, key = site.credentials["P"]
+    a.set_input_files("#proxy-cert", str(cert))
+    a.select_option("#proxy-rel", "legal_representative")
+    a.click("#register-proxy button[type=submit]")
+    assert "代理人を登録しました" in a.locator(".notice").inner_text()
+    assert a.locator("#proxies tbody tr").count() == 1
+
+    proxy = browser.new_context()
+    p = proxy.new_page()
+    p.goto(f"{base}/login")
+    p.set_input_files("#cert-file", str(cert))
+    p.set_input_files("#key-file", str(key))
+    p.click("#resident-login button[type=submit]")
+    p.wait_for_url(f"{base}/proxy")
+    p.click("#principals a")
+    assert _verified(p) == "50/50"
+    assert "法定代理人として閲覧しています" in p.locator("#acting-for").inner_text()
+    assert f"{A_RECORDS} 件" in p.locator("#record-count").inner_text()
+    screenshot(p, "proxy-principal-records")
+    url = p.url
+
+    a.click("#proxies button[type=submit]")
+    assert "取り消しました" in a.locator(".notice").inner_text()
+    assert p.goto(url).status == 404
+    p.goto(f"{base}/proxy")
+    assert p.locator("#no-principals").count() == 1
+    principal.close()
+    proxy.close()
+
+
 def _report(site: Site, code: str) -> dict[str, Any]:
     return site.services.projections.reports.get(code)
 
@@ -323,7 +359,7 @@ def test_agency_page(site: Site, base: str, page: Any, page_errors: Any) -> None
     (None, "/login"), ("resident:resident-aaaaaaaaaa", "/me"),
     ("resident:resident-aaaaaaaaaa", "detail"), ("resident:resident-dddddddddd", "/me"),
     ("auditor", "/audit"), ("auditor", "/audit/agencies/131121"), ("auditor", "/audit/entries/3"),
-    (f"agency:{MHLW}", "/agency"),
+    (f"agency:{MHLW}", "/agency"), ("resident:resident-bbbbbbbbbb", "/me/proxies"),
 ])
 @pytest.mark.parametrize("lang", ["ja", "en"])
 def test_accessibility(site: Site, base: str, page: Any, who: str | None, path: str,
