@@ -18,8 +18,8 @@ from api.web import ROUTERS
 from api.web.login import console_message
 from api.web.sessions import CSRF_COOKIE, SESSION_COOKIE
 from kiroku.client import sign_login
-from ledger.proxies import new_proxy_identity
 from ledger.keys import SigningKey
+from ledger.proxies import new_proxy_identity
 from tests.api.conftest import Env
 
 CALLERS = ("A", "B", "P", "X", "Y", "auditor", "anon")  # P: a proxy (代理人) of A
