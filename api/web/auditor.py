@@ -82,6 +82,7 @@ def entry_page(request: Request, index: int, auditor: AuditorPage, services: Ser
                   payload_text=None if line["payload"] is None else json.dumps(
                       line["payload"], ensure_ascii=False, indent=2),
                   signature=check_statement(services, leaf),
+                  flags=_flags(services, leaf, line["payload"]),
                   page_data={"verify_url": f"/audit/entries/{index}/verification",
                              "vkey": services.ledger.vkey,
                              "fingerprint": key_fingerprint(services.ledger.vkey)})
@@ -103,6 +104,19 @@ def entry_bundle(services: Services, index: int) -> dict[str, Any]:
             "records": [{"id": str(index), "index": index, "leaf": line["leaf"],
                          "payload": line["payload"], "salt": line["salt"],
                          "inclusion": inclusion}]}
+
+
+def _flags(services: Services, leaf: dict[str, Any], payload: dict[str, Any] | None
+           ) -> dict[str, Any] | None:
+    """A provision's non-disclosure history (不開示, 自己情報提供不可, disclose_after), as
+    auditors see it: who set or lifted which flag, when and why, and what is in force now."""
+    if leaf.get("kind") != "provision" or not payload or "request_id" not in payload:
+        return None
+    from ledger.domain import provision_id
+
+    history = services.ledger.get_flag_history(
+        provision_id(str(leaf.get("agency")), str(payload["request_id"])))
+    return None if history is None else dict(history.to_json())
 
 
 def check_statement(services: Services, leaf: dict[str, Any]) -> dict[str, Any]:

@@ -166,6 +166,17 @@ STRINGS: dict[str, tuple[str, str]] = {
     "logged_at": ("記録日時", "Logged at"),
     "receipt": ("受領証", "Receipt"),
     "no_appends": ("直近の記録はありません。", "No recent appends."),
+    # non-disclosure flags (auditors)
+    "flags_title": ("不開示の履歴", "Non-disclosure history"),
+    "flags_withheld": ("住民に非表示", "Withheld from the resident"),
+    "flags_none": ("住民に表示されています", "Shown to the resident"),
+    "flag": ("フラグ", "Flag"),
+    "flag_action": ("操作", "Action"),
+    "flag_set": ("設定", "Set"),
+    "flag_lifted": ("解除", "Lifted"),
+    "flag_non_disclosure": ("不開示", "Non-disclosure"),
+    "flag_self_information_block": ("自己情報提供不可", "Self-information block"),
+    "until": ("開示予定", "until"),
     # proxies (代理人)
     "nav_proxies": ("代理人", "Proxies"),
     "proxies_title": ("代理人の登録", "Your proxies"),

@@ -314,3 +314,28 @@ def test_a_resident_registers_a_proxy_from_the_page(env: Env) -> None:
     refused = b.post("/me/proxies", data={"csrf": _csrf(b), "relationship": "adult_guardian"},
                      files={"certificate": ("x.pem", b"not a certificate", "text/plain")})
     assert refused.status_code == 422 and 'id="proxy-error"' in refused.text
+
+
+def test_a_flag_set_later_hides_the_record_from_its_pages_and_shows_auditors_its_history(
+        env: Env) -> None:
+    from ledger.flags import KIND, flag_payload
+    from ledger.signing import sign_statement
+
+    record = _a_record(env)
+    index = int(env.get("A", f"/v1/me/provisions/{record}").json()["record"]["index"])
+    a = login(env, "A")
+    assert a.get(f"/me/records/{record}").status_code == 200
+    # The provider (X) withholds the record afterwards (不開示, e.g. a DV support measure).
+    flag = sign_statement(flag_payload(record, "non_disclosure", set=True,
+                                       reason="dv_support_measure"),
+                          kind=KIND, agency=env.x, key=env.world.keys[env.x])
+    assert env.client.post("/v1/flags", json=flag).status_code == 201
+    env.settle()
+    assert a.get(f"/me/records/{record}").status_code == 404
+    assert record not in a.get("/me").text
+    assert all(r["id"] != record for r in a.get("/me/verification").json()["records"])
+    p = login(env, "P")
+    assert record not in p.get(f"/proxy/{_proxy_of_a(env)}").text
+    page = login(env, "auditor").get(f"/audit/entries/{index}").text
+    assert 'id="flag-history"' in page and "dv_support_measure" in page
+    assert "住民に非表示" in page
