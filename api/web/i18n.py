@@ -176,7 +176,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "flag_lifted": ("解除", "Lifted"),
     "flag_non_disclosure": ("不開示", "Non-disclosure"),
     "flag_self_information_block": ("自己情報提供不可", "Self-information block"),
-    "until": ("開示予定", "until"),
+    "disclose_until": ("開示予定", "until"),
     # proxies (代理人)
     "nav_proxies": ("代理人", "Proxies"),
     "proxies_title": ("代理人の登録", "Your proxies"),
