@@ -17,7 +17,25 @@ from api.deps import ResidentDep, ServicesDep
 router = APIRouter(prefix="/v1/me", tags=["residents"])
 
 
-@router.get("/completeness", responses=problems.responses(401, 403, 404),
+_NOTE = ("kiroku.example/log/completeness/v1\n1050\nb3JpZ2luYWwgcm9vdCBvZiB0aGUgbG9nIHRyZWU=\n"
+         "aW5kZXggcm9vdCBvZiB0aGUgc3BhcnNlIHRyZWU=\n\n— kiroku.example/log q2Rl…\n")
+_EXAMPLE: dict[str, Any] = {
+    "index_note": _NOTE,
+    "checkpoint": "kiroku.example/log\n1050\nb3JpZ2luYWwgcm9vdCBvZiB0aGUgbG9nIHRyZWU=\n\n"
+                  "— kiroku.example/log q2Rl…\n",
+    "key_note": "kiroku.example/log/completeness-key/v1\n…\n\n— kiroku.example/log q2Rl…\n",
+    "index_key": "3q2+7w3q2+7w3q2+7w3q2+7w3q2+7w3q2+7w3q2+7w0=",
+    "blind": "q83vEjRWeJq83vEjRWeJq83vEjRWeJq83vEjRWeJq80=",
+    "records": [{"index": 666, "leaf_hash": "p0N1hi/qsmAhlEXxLO9j71YEUtCxBcRsqJ0Mp79Ed9s="}],
+    "siblings": ["UgLDo4N7/p/Gm+f+Y1NgeHtHzFROSd97PdryBHHhqcI="],
+    "neighbour": None,
+    "vkey": "kiroku.example/log+83a1efb7+AaUXv7OZPaeeVPJ/g4j+vzHS+1YWattHRwO8mKPrLRrx",
+}
+
+
+@router.get("/completeness",
+            responses={**problems.responses(401, 403, 404),
+                       200: {"content": {"application/json": {"example": _EXAMPLE}}}},
             summary="Proof that my records up to the latest signed size are all the log holds")
 async def get_completeness(resident: ResidentDep, services: ServicesDep) -> dict[str, Any]:
     """The signed index note for the latest indexed tree size (bound to the checkpoint of the
