@@ -91,8 +91,11 @@ class Registry:
         try:
             return self.agencies[code]
         except KeyError:
+            # The value is not echoed: a statement may carry a resident's identifier in the
+            # wrong field, and problem documents never repeat request values (docs/api.md).
             raise UnknownAgency(
-                f"agency {code!r} is not registered; ask the log operator to register it"
+                "an agency named in the statement is not registered in this log; check the "
+                "agency codes, or ask the log operator to register it"
             ) from None
 
     def key_for(self, agency: str, key_id: str, at: datetime, logged_at: datetime) -> KeyState:

@@ -320,10 +320,6 @@ def test_a_whole_scenario_writes_no_personal_data_outside_the_database(
     # Leaks found and reported, outside this change's files; each entry names where it comes
     # from. When one is fixed this test fails too: delete its entry then.
     known = {
-        # ledger/registry.py: UnknownAgency echoes the code it was given ("agency 'subj-…' is
-        # not registered"), so a value put in the wrong field comes back in the problem body.
-        "pseudonym in refused unknown agency body (422)",
-        "pseudonym in refused batch unknown agency body (422)",
         # projections/report.py: the anomalies' detail names the resident's pseudonym
         # ("N requests about subj-… from … to …") in the agency report auditors read.
         "pseudonym in auditor /v1/agencies/JHIA/report body (200)",
