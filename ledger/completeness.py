@@ -20,19 +20,21 @@ since the last one.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import hmac
 import json
 import os
 import secrets
 from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from eventsourcing.utils import get_topic
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from ledger import index_tree
@@ -40,9 +42,8 @@ from ledger.domain import Provision
 from ledger.encoding import b64encode, format_time, now_utc
 from ledger.errors import ConfigurationError, IntegrityFailure, NotFound
 from ledger.keys import SigningKey, note_key_id
-from ledger.linkcodes import resident_of
+from ledger.linkcodes import residents_of
 from ledger.schema import checkpoint as checkpoint_table
-from ledger.schema import completeness_node as node_table
 from ledger.schema import completeness_note as note_table
 from ledger.schema import completeness_record as record_table
 from ledger.schema import completeness_resident as resident_table
@@ -95,13 +96,18 @@ class IndexSecret:
     """Derives a subject's index key and blind (HMAC-SHA256, RFC 2104)."""
 
     def __init__(self, secret: bytes) -> None:
-        self._secret = secret
+        # Keyed once, domain included, and copied per subject: a fresh hmac.new per call costs
+        # twice as much, paid for every resident not in the cache.
+        self._key_mac = hmac.new(secret, _KEY_DOMAIN, hashlib.sha256)
+        self._blind_mac = hmac.new(secret, _BLIND_DOMAIN, hashlib.sha256)
         self.derive = lru_cache(maxsize=65536)(self._derive)
 
     def _derive(self, subject: str) -> tuple[bytes, bytes]:
         raw = subject.encode()
-        return (hmac.new(self._secret, _KEY_DOMAIN + raw, hashlib.sha256).digest(),
-                hmac.new(self._secret, _BLIND_DOMAIN + raw, hashlib.sha256).digest())
+        key, blind = self._key_mac.copy(), self._blind_mac.copy()
+        key.update(raw)
+        blind.update(raw)
+        return key.digest(), blind.digest()
 
 
 def chain_seed(blind: bytes) -> bytes:
@@ -164,6 +170,7 @@ class CompletenessIndex:
         self.co_signers: tuple[SigningKey, ...] = ()  # set by the ledger during a key rotation
         self._secret_source = secret
         self._secret: IndexSecret | None = None
+        self._top: _Top | None = None
         self._events = log.events_record_cls.__table__
 
     @property
@@ -178,7 +185,12 @@ class CompletenessIndex:
     # Writing (inside the checkpoint's write transaction) ----------------------------------
     def update(self, session: Session, size: int, log_root: bytes) -> IndexNote:
         """Bring the index from the last indexed size to ``size`` and sign its note."""
-        last = session.execute(select(note_table.c.tree_size, note_table.c.retained_from)
+        with _collector_paused():
+            return self._update_to(session, size, log_root)
+
+    def _update_to(self, session: Session, size: int, log_root: bytes) -> IndexNote:
+        last = session.execute(select(note_table.c.tree_size, note_table.c.retained_from,
+                                      note_table.c.index_root)
                                .order_by(note_table.c.tree_size.desc()).limit(1)).first()
         start, retained = (int(last[0]), int(last[1])) if last is not None else (0, 0)
         if size < start:
@@ -190,6 +202,12 @@ class CompletenessIndex:
             if bytes(row.log_root) != log_root:
                 raise IntegrityFailure(f"the index note for size {size} names another log root")
             return IndexNote(size, log_root, bytes(row.index_root), retained, row.note)
+        # The top strata kept from this process's last update are current only if that update
+        # committed and nobody indexed since: the latest note (read under the log's write lock)
+        # must be the one it signed. Taken out now, so a failure below leaves no stale copy.
+        top, self._top = self._top, None
+        if top is not None and (last is None or (top.size, top.root) != (start, bytes(last[2]))):
+            top = None
         appended: dict[bytes, list[tuple[int, bytes]]] = {}
         seeds: dict[bytes, bytes] = {}
         for low in range(start, size, _CHUNK):
@@ -202,7 +220,9 @@ class CompletenessIndex:
             rebuild = self._drop_below(session, retained)
             for key, listed in appended.items():
                 appended[key] = [(i, h) for i, h in listed if i >= retained]
-        index_root = self._apply(session, appended, seeds, rebuild, retained)
+        index_root, strata = self._apply(session, appended, seeds, rebuild, retained,
+                                         top.strata if top is not None else None)
+        self._top = _Top(size, index_root, strata)
         signed = sign_index_note(self.origin, size, log_root, index_root, retained,
                                  self.operator_key, *self.co_signers)
         session.execute(insert(note_table).values(
@@ -215,30 +235,35 @@ class CompletenessIndex:
                       ) -> int:
         """Index the provision entries in [low, high); returns the retention horizon, raised
         past any entry whose payload is already erased."""
-        events = self._events
-        rows = session.execute(
-            select(log_entry.c.idx, log_entry.c.leaf_hash, events.c.state)
-            .join(events, events.c.id == log_entry.c.notification_id)
-            .where(log_entry.c.idx >= low, log_entry.c.idx < high,
-                   events.c.topic == _PROVISION_TOPIC)
-            .order_by(log_entry.c.idx)).all()
-        records = []
+        rows = _sql(session,
+                    f"SELECT e.idx, e.leaf_hash, v.state FROM kiroku_log_entry e "
+                    f"JOIN {self._events.name} v ON v.id = e.notification_id "
+                    "WHERE e.idx >= ? AND e.idx < ? AND v.topic = ? ORDER BY e.idx",
+                    (low, high, _PROVISION_TOPIC))
+        # The JSON transcoder stores the event's fields as plain JSON (projections.decode reads
+        # them the same way); only the payload's resident and flag matter here.
+        loads = json.loads
+        payloads = [loads(state)["payload"] for _, _, state in rows]
+        residents = residents_of(session, payloads)  # v2: link codes, one registry read
+        records: list[tuple[int, bytes, bool]] = []
         derive = self.secret.derive
-        for idx, digest, state in rows:
-            # The JSON transcoder stores the event's fields as plain JSON (projections.decode
-            # reads them the same way); only the payload's subject and flag matter here.
-            payload = json.loads(state)["payload"]
-            if payload is None:  # erased at the end of retention
-                retained = max(retained, int(idx) + 1)
+        for (idx, digest, _), payload, resident in zip(rows, payloads, residents, strict=True):
+            if payload is None or resident is None:  # erased at the end of retention
+                retained = max(retained, idx + 1)
                 continue
-            key, blind = derive(resident_of(payload, session))  # v2: via link codes
+            key, blind = derive(resident)
             disclosed = not payload["non_disclosure"]
-            records.append({"idx": int(idx), "index_key": key, "disclosed": disclosed})
+            records.append((idx, key, disclosed))
             if disclosed:
-                appended.setdefault(key, []).append((int(idx), bytes(digest)))
-                seeds[key] = blind
+                listed = appended.get(key)
+                if listed is None:
+                    appended[key] = [(idx, bytes(digest))]
+                    seeds[key] = blind
+                else:
+                    listed.append((idx, bytes(digest)))
         if records:
-            session.execute(insert(record_table), records)
+            _sql(session, "INSERT INTO kiroku_completeness_record (idx, index_key, disclosed) "
+                          "VALUES (?, ?, ?)", records)
         return retained
 
     def _erasure_horizon(self, session: Session, retained: int, start: int) -> int:
@@ -274,13 +299,17 @@ class CompletenessIndex:
         return keys
 
     def _apply(self, session: Session, appended: dict[bytes, list[tuple[int, bytes]]],
-               seeds: dict[bytes, bytes], rebuild: set[bytes], retained: int) -> bytes:
+               seeds: dict[bytes, bytes], rebuild: set[bytes], retained: int,
+               top: index_tree.Strata | None) -> tuple[bytes, index_tree.Strata]:
+        """Extend the touched chains, write the residents' rows and the changed strata; returns
+        the new root and the top strata as they now stand."""
         keys = sorted(set(appended) | rebuild)
         known = self._residents(session, keys)
-        inserts: list[dict[str, Any]] = []
-        updates: list[dict[str, Any]] = []
+        inserts: list[tuple[bytes, bytes, bytes, int]] = []
+        updates: list[tuple[bytes, int, bytes]] = []
         removed: list[bytes] = []
         leaves: dict[bytes, bytes | None] = {}
+        leaf_hash, step = index_tree.leaf_hash, chain_step
         for key in keys:
             row = known.get(key)
             if row is None and key not in seeds:
@@ -289,66 +318,64 @@ class CompletenessIndex:
             if key in rebuild:
                 chain, count = seed, 0
                 for idx, digest in self._records_of(session, key, retained):
-                    chain, count = chain_step(chain, idx, digest), count + 1
+                    chain, count = step(chain, idx, digest), count + 1
             else:
                 chain, count = (row[1], row[2]) if row is not None else (seed, 0)
                 for idx, digest in appended[key]:
-                    chain, count = chain_step(chain, idx, digest), count + 1
+                    chain, count = step(chain, idx, digest), count + 1
             if count == 0:
                 leaves[key] = None
                 if row is not None:
                     removed.append(key)
                 continue
-            leaves[key] = index_tree.leaf_hash(key, chain)
-            values = {"index_key": key, "seed": seed, "value": chain, "count": count}
-            (updates if row is not None else inserts).append(values)
+            leaves[key] = leaf_hash(key, chain)
+            if row is None:
+                inserts.append((key, seed, chain, count))
+            else:
+                updates.append((chain, count, key))
         if inserts:
-            session.execute(insert(resident_table), inserts)
+            _sql(session, 'INSERT INTO kiroku_completeness_resident (index_key, seed, value, '
+                          '"count") VALUES (?, ?, ?, ?)', inserts)
         if updates:
-            session.execute(update(resident_table)
-                            .where(resident_table.c.index_key == _bind("index_key"))
-                            .values(value=_bind("value"), count=_bind("count")),
-                            [{"b_index_key": u["index_key"], "b_value": u["value"],
-                              "b_count": u["count"]} for u in updates])
+            _sql(session, 'UPDATE kiroku_completeness_resident SET value = ?, "count" = ? '
+                          "WHERE index_key = ?", updates)
         for chunk in _chunks(removed):
-            session.execute(delete(resident_table).where(resident_table.c.index_key.in_(chunk)))
-        tree = index_tree.TreeUpdate(lambda ids: self._read_nodes(session, ids))
+            _sql(session, "DELETE FROM kiroku_completeness_resident WHERE index_key IN "
+                          f"({_marks(chunk)})", tuple(chunk))
+        tree = index_tree.TreeUpdate(lambda ids: self._read_strata(session, ids), top)
         root = tree.apply(leaves)
-        changes = tree.changes
-        for chunk in _chunks(sorted(changes.delete)):
-            session.execute(delete(node_table).where(node_table.c.node_id.in_(chunk)))
-        fresh = [{"node_id": i, "leaf_key": n.key, "hash": n.hash}
-                 for i, n in changes.put.items() if i not in changes.existed]
-        moved = [{"b_node_id": i, "b_leaf_key": n.key, "b_hash": n.hash}
-                 for i, n in changes.put.items() if i in changes.existed]
-        if fresh:
-            session.execute(insert(node_table), fresh)
-        if moved:
-            session.execute(update(node_table).where(node_table.c.node_id == _bind("node_id"))
-                            .values(leaf_key=_bind("leaf_key"), hash=_bind("hash")), moved)
-        return root
+        rows = tree.rows()
+        for chunk in _chunks(rows.delete):
+            _sql(session, "DELETE FROM kiroku_completeness_stratum WHERE stratum_id IN "
+                          f"({_marks(chunk)})", tuple(chunk))
+        if rows.insert:
+            _sql(session, "INSERT INTO kiroku_completeness_stratum (stratum_id, nodes) "
+                          "VALUES (?, ?)", list(rows.insert.items()))
+        if rows.update:
+            _sql(session, "UPDATE kiroku_completeness_stratum SET nodes = ? WHERE stratum_id = ?",
+                 [(nodes, rid) for rid, nodes in rows.update.items()])
+        return root, tree.tree.top()
 
     # Reading -------------------------------------------------------------------------------
     @staticmethod
     def _residents(session: Session, keys: list[bytes]) -> dict[bytes, tuple[bytes, bytes, int]]:
         found = {}
         for chunk in _chunks(keys):
-            for key, seed, value, count in session.execute(
-                    select(resident_table.c.index_key, resident_table.c.seed,
-                           resident_table.c.value, resident_table.c.count)
-                    .where(resident_table.c.index_key.in_(chunk))):
+            for key, seed, value, count in _sql(
+                    session, 'SELECT index_key, seed, value, "count" FROM '
+                             f"kiroku_completeness_resident WHERE index_key IN ({_marks(chunk)})",
+                    tuple(chunk)):
                 found[bytes(key)] = (bytes(seed), bytes(value), int(count))
         return found
 
     @staticmethod
-    def _read_nodes(session: Session, ids: Collection[bytes]) -> dict[bytes, index_tree.Node]:
+    def _read_strata(session: Session, ids: Collection[bytes]) -> dict[bytes, bytes]:
         found = {}
         for chunk in _chunks(list(ids)):
-            for node_id, leaf_key, digest in session.execute(
-                    select(node_table.c.node_id, node_table.c.leaf_key, node_table.c.hash)
-                    .where(node_table.c.node_id.in_(chunk))):
-                found[bytes(node_id)] = index_tree.Node(
-                    bytes(digest), None if leaf_key is None else bytes(leaf_key))
+            for rid, nodes in _sql(session, "SELECT stratum_id, nodes FROM "
+                                            "kiroku_completeness_stratum WHERE stratum_id IN "
+                                            f"({_marks(chunk)})", tuple(chunk)):
+                found[bytes(rid)] = bytes(nodes)
         return found
 
     @staticmethod
@@ -377,12 +404,12 @@ class CompletenessIndex:
                 if note is None:
                     raise NotFound("no completeness index has been signed yet")
                 records = self._records_of(session, key, note.retained_from, note.size)
-                siblings, end = index_tree.prove(lambda ids: self._read_nodes(session, ids), key)
+                siblings, other = index_tree.prove(lambda ids: self._read_strata(session, ids),
+                                                   key)
                 neighbour = None
-                if end is not None and end.key != key:
-                    assert end.key is not None
-                    value = self._residents(session, [end.key])[end.key][1]
-                    neighbour = {"index_key": b64encode(end.key), "value": b64encode(value)}
+                if other is not None and other != key:
+                    value = self._residents(session, [other])[other][1]
+                    neighbour = {"index_key": b64encode(other), "value": b64encode(value)}
                 checkpoint = session.execute(
                     select(checkpoint_table.c.note).where(checkpoint_table.c.tree_size == note.size)
                     .limit(1)).scalar()
@@ -427,6 +454,15 @@ class CompletenessIndex:
                 yield _dump_line(current, values, records)
 
 
+@dataclass(frozen=True)
+class _Top:
+    """The top strata as of the index note this process signed last (size, index root)."""
+
+    size: int
+    root: bytes
+    strata: index_tree.Strata
+
+
 def _dump_line(key: bytes, values: dict[bytes, bytes], records: list[list[Any]]) -> dict[str, Any]:
     return {"index_key": b64encode(key), "value": b64encode(values.get(key, b"")),
             "records": records}
@@ -441,10 +477,44 @@ def _latest(session: Session) -> IndexNote | None:
                      int(row.retained_from), row.note)
 
 
-def _bind(name: str) -> Any:
-    from sqlalchemy import bindparam
+def _sql(session: Session, sql: str, params: Any = ()) -> list[Any]:
+    """Run ``sql`` (``?`` placeholders) on the session's DB-API connection, as ledger.storage
+    writes the log: SQLAlchemy's per-row processing would cost more than the index's own work
+    (bench/bench_completeness.py). A list of parameter tuples runs as one executemany. Returns
+    the rows a query gives."""
+    connection = session.connection()
+    if connection.dialect.paramstyle != "qmark":
+        sql = sql.replace("?", "%s")
+    cursor = connection.connection.cursor()
+    try:
+        if isinstance(params, list):
+            cursor.executemany(sql, params)
+            return []
+        cursor.execute(sql, params)
+        return list(cursor.fetchall()) if cursor.description is not None else []
+    finally:
+        cursor.close()
 
-    return bindparam("b_" + name)
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector: an update makes tens of thousands of short-lived,
+    acyclic containers (parsed payloads, rows), and the collections they trigger walk the whole
+    process's heap, ~15 % of an update's time (bench/bench_completeness.py). Reference counting
+    still frees them; a cycle made meanwhile, here or in another thread, waits until the end.
+    Left alone if someone else already paused it."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def _marks(chunk: list[bytes]) -> str:
+    return ", ".join("?" * len(chunk))
 
 
 def _chunks(items: list[bytes]) -> Iterator[list[bytes]]:

@@ -102,13 +102,12 @@ completeness_resident = Table(
     Column("count", _BigInt, nullable=False),
 )
 
-#: The sparse Merkle tree's stored positions (ledger.index_tree): leaf rows carry their key.
-completeness_node = Table(
-    "kiroku_completeness_node",
+#: The sparse Merkle tree's stored positions, 8 levels to a row (ledger.index_tree "Storage").
+completeness_stratum = Table(
+    "kiroku_completeness_stratum",
     metadata,
-    Column("node_id", LargeBinary, primary_key=True),
-    Column("leaf_key", LargeBinary, nullable=True),
-    Column("hash", LargeBinary, nullable=False),
+    Column("stratum_id", LargeBinary, primary_key=True),
+    Column("nodes", LargeBinary, nullable=False),
 )
 
 #: Every index note the operator signed, one per indexed tree size.

@@ -1,5 +1,5 @@
 """The completeness index: per-record index keys, residents' leaf values, the sparse Merkle
-tree's nodes and the signed index notes (docs/completeness.md).
+tree's strata and the signed index notes (docs/completeness.md).
 
 Revision ID: 0006
 Revises: 0005
@@ -34,11 +34,11 @@ def upgrade() -> None:
         sa.Column("value", sa.LargeBinary(), nullable=False),
         sa.Column("count", _BigInt, nullable=False),
     )
+    # The sparse Merkle tree's positions, 8 levels to a row (ledger.index_tree "Storage").
     op.create_table(
-        "kiroku_completeness_node",
-        sa.Column("node_id", sa.LargeBinary(), primary_key=True),
-        sa.Column("leaf_key", sa.LargeBinary(), nullable=True),
-        sa.Column("hash", sa.LargeBinary(), nullable=False),
+        "kiroku_completeness_stratum",
+        sa.Column("stratum_id", sa.LargeBinary(), primary_key=True),
+        sa.Column("nodes", sa.LargeBinary(), nullable=False),
     )
     op.create_table(
         "kiroku_completeness_note",
@@ -53,7 +53,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("kiroku_completeness_note")
-    op.drop_table("kiroku_completeness_node")
+    op.drop_table("kiroku_completeness_stratum")
     op.drop_table("kiroku_completeness_resident")
     op.drop_index("kiroku_completeness_record_key_idx", table_name="kiroku_completeness_record")
     op.drop_table("kiroku_completeness_record")
