@@ -100,6 +100,22 @@ def db_upgrade(revision: str) -> None:
     click.echo(f"database {settings.database_url} is at revision {revision}")
 
 
+@db.command("backup")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="The backup file to create (never overwritten).")
+def db_backup(out: Path) -> None:
+    """Copy the SQLite database while the service runs (SQLite's online backup API): one
+    consistent snapshot that does not block appends. Copying the file itself is unsafe in WAL
+    mode. For PostgreSQL use pg_basebackup with WAL archiving (docs/backup.md)."""
+    from ledger.restore import backup_sqlite
+
+    settings = _settings()
+    with _errors():
+        size = backup_sqlite(settings.database_url, out)
+    click.echo(f"wrote {out} ({size:,} bytes); restore by putting it at the database's path "
+               "with the service stopped")
+
+
 @main.command()
 def init() -> None:
     """Create the operator key (0600), the schema, and load the legal-basis catalog. Idempotent."""
@@ -687,6 +703,115 @@ def log_fsck() -> None:
         click.echo(f"ok: {ledger.tree_size()} entries, chain and tree intact")
 
 
+@log.command("import")
+@click.argument("export", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--vkey", "vkeys", multiple=True, required=True,
+              help="The operator's vkey the log started with (or a file holding it); repeat "
+              "for several keys of one log. The operator key in $KIROKU_KEY_DIR must be the "
+              "log's current one: this key, or the one the last operator.key_rotated entry "
+              "brought in.")
+@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A checkpoint the source log signed (e.g. its latest): the export must hold "
+              "exactly its entries and give its root.")
+@click.option("--workers", type=int, help="Verifier processes (default: one per core).")
+def log_import(export: Path, vkeys: tuple[str, ...], checkpoint: Path | None,
+               workers: int | None) -> None:
+    """Rebuild the log from an export (a logical backup, docs/backup.md) into an empty database.
+
+    The export is first verified in full by the independent verifier (chain, signatures,
+    commitments, key validity; the checkpoint's signature, size and root when given): a bad
+    entry is refused with its index (exit 1) and nothing is written. Then every entry is
+    written again with its exact leaf bytes, one transaction for all of it, and a checkpoint
+    of the imported size is signed: the same root as the source, so verifiers and witnesses
+    see the same log continue. Erased payloads stay erased. Run 'kiroku db upgrade' on a new
+    database first (not 'kiroku init': it appends the catalog), with the operator key in
+    $KIROKU_KEY_DIR. Not in an export: resident credentials, link codes, proxies' table,
+    witness state (docs/backup.md).
+    """
+    from ledger.restore import RestoreError, TargetNotEmpty, import_export, log_is_empty
+    from verifier.cli import load_vkeys
+    from verifier.errors import UnusableInput, VerificationError
+
+    settings = _settings()
+    try:
+        verifiers = load_vkeys(list(vkeys))
+    except UnusableInput as exc:
+        _fail(str(exc), EXIT_UNUSABLE)
+    if verifiers[0].name != settings.origin:
+        _fail(f"the vkey names the log {verifiers[0].name!r}, this home's origin is "
+              f"{settings.origin!r}; set KIROKU_LOG_ORIGIN={verifiers[0].name}", EXIT_UNUSABLE)
+    with _errors():
+        ledger = _open_ledger(settings)
+        if not log_is_empty(ledger):
+            _fail("the database already holds a log; import into a new, empty database "
+                  "('kiroku db upgrade' on a fresh one, without 'kiroku init')", EXIT_UNUSABLE)
+        try:
+            root = _verify_for_import(export, checkpoint, verifiers, workers)
+        except UnusableInput as exc:
+            _fail(str(exc), EXIT_UNUSABLE)
+        except VerificationError as exc:
+            where = f"index {exc.index}: " if exc.index is not None else ""
+            _fail(f"refused: {where}{exc.kind}: {exc}; nothing was imported", EXIT_REFUSED)
+        try:
+            with export.open("rb") as handle:
+                lines = sum(1 for _ in handle)
+            with click.progressbar(length=lines, label="importing", file=sys.stderr) as bar:
+                report = import_export(ledger, export, root, verifiers[0].public_key,
+                                       progress=bar.update)
+        except TargetNotEmpty as exc:
+            _fail(str(exc), EXIT_UNUSABLE)
+        except RestoreError as exc:
+            _fail(f"{exc.code}: {exc}", EXIT_REFUSED)
+        click.echo(f"imported {report.entries} entries ({report.erased} erased by retention); "
+                   f"root {report.root.hex()}, the verified one")
+        ledger.close()
+        if report.checkpoint_note is None:
+            _fail(f"no checkpoint signed yet: {report.checkpoint_problem}; restore it (see "
+                  "docs/backup.md), then run 'kiroku log checkpoint'", EXIT_REFUSED)
+        click.echo(report.checkpoint_note, nl=False)
+
+
+def _verify_for_import(export: Path, checkpoint: Path | None, verifiers: list[Any],
+                       workers: int | None) -> bytes:
+    """Verify the export with the independent verifier; return its root (VerificationError on
+    the first bad entry)."""
+    from verifier.errors import UnusableInput
+    from verifier.export import export_lines, read_checkpoint, verify_export_file
+    from verifier.keys import KeyRegistry
+    from verifier.progress import Progress
+    from verifier.sequence import LogState, Lookahead, check_run
+
+    if checkpoint is not None:
+        try:
+            text = checkpoint.read_bytes()
+        except OSError as exc:
+            raise UnusableInput(f"cannot read checkpoint {checkpoint}: {exc}") from None
+        size = read_checkpoint(text, verifiers)[0].size
+        progress = Progress(size)
+        try:
+            return verify_export_file(str(export), text, verifiers, workers=workers,
+                                      progress=progress).checkpoint.root
+        finally:
+            progress.close()
+    # No checkpoint: the reference check in order (chain, keys, signatures, commitments); the
+    # root it computes is what the import must reproduce.
+    state = LogState(KeyRegistry(verifiers[0].public_key, [v.public_key for v in verifiers[1:]]))
+    progress = Progress(None)
+
+    def counted(lines: Iterator[bytes]) -> Iterator[bytes]:
+        for number, line in enumerate(lines, 1):
+            if number % 1000 == 0:
+                progress(number)
+            yield line
+
+    try:
+        with export.open("rb") as handle:
+            check_run(state, Lookahead(counted(export_lines(handle))), check_signatures=True)
+    finally:
+        progress.close()
+    return state.compact.root()
+
+
 # -- retention --------------------------------------------------------------------------------
 @main.group()
 def retention() -> None:
@@ -876,3 +1001,8 @@ from kiroku.keys_cli import operator as _operator
 
 agency.add_command(_agency_rotate_key)
 main.add_command(_operator)
+
+# -- alerts on provisions (docs/alerts.md) -----------------------------------------------------
+from api.alerts_cli import alerts as _alerts
+
+main.add_command(_alerts)
