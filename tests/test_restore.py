@@ -10,6 +10,7 @@ import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -359,4 +360,39 @@ def test_sqlite_online_backup_while_appending_restores_and_continues(tmp_path: P
                                open_checkpoint(after.note, verifier, origin=ORIGIN).root)
         finally:
             restored.close()
+            ledger.close()
+
+
+def test_a_log_whose_operator_key_was_rotated_continues_with_the_new_key(tmp_path: Path
+                                                                         ) -> None:
+    with sqlite_database() as source_url, sqlite_database() as url, sqlite_database() as url2:
+        world = make_world(source_url, tmp_path / "src")
+        ledger = world.ledger
+        first_vkey, old_key = ledger.vkey, ledger.operator_key
+        ledger.append(world.statement())
+        new_key = SigningKey.generate()
+        ledger.rotate_operator_key(new_key, window=timedelta(0))
+        ledger.register_agency("LATE", name_ja="後発", name_en="Late", kind="ministry",
+                               roles=[], registered_at=REGISTERED)
+        ledger.append(world.statement())
+        export = tmp_path / "export.jsonl"
+        _write_export(ledger, export)
+        try:
+            # The key the log started with can no longer sign for it.
+            stale = _target(url, tmp_path / "stale", old_key)
+            result = _import(stale, export, first_vkey)
+            assert result.exit_code == 1 and "operator-key-mismatch" in result.output
+            assert stale.empty()
+
+            target = _target(url2, tmp_path / "dst", new_key)
+            result = _import(target, export, first_vkey)
+            assert result.exit_code == 0, result.output
+            restored = target.open()
+            assert restored.get_root() == ledger.get_root()
+            note = restored.latest_checkpoint()
+            assert note is not None
+            open_checkpoint(note.note, NoteVerifier.from_vkey(vkey(ORIGIN, new_key.public_bytes)),
+                            origin=ORIGIN)
+            restored.close()
+        finally:
             ledger.close()
