@@ -7,7 +7,9 @@ docs/completeness.md is the specification; in short, for the signed tree of size
   ``b = HMAC-SHA256(K, "kiroku/completeness/blind/v1\\n" ‖ P)``, K being the operator's index
   secret (a file beside the operator key, handed to auditors, never logged or exported);
 - R's leaf value chains the (log index, leaf hash) of R's disclosed provision entries in
-  [retained_from, N), in log order: ``c0 = SHA-256("kiroku/completeness/leaf/v1\\n" ‖ b)``,
+  [retained_from, N), in log order — disclosed meaning no flag in force (ledger.flags.in_force)
+  at the moment of the index, the ``logged_at`` of entry N−1, with the flag changes logged
+  before N applied: ``c0 = SHA-256("kiroku/completeness/leaf/v1\\n" ‖ b)``,
   ``c_j = SHA-256(c_{j-1} ‖ uint64be(index_j) ‖ leaf_hash_j)``; a chain extends in O(1) per
   record;
 - the values sit in a sparse Merkle tree (ledger.index_tree) whose root is signed in an index
@@ -23,12 +25,15 @@ from __future__ import annotations
 import gc
 import hashlib
 import hmac
+import itertools
 import json
 import os
 import secrets
+import uuid
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -39,12 +44,14 @@ from sqlalchemy.orm import Session
 
 from ledger import index_tree
 from ledger.domain import Provision
-from ledger.encoding import b64encode, format_time, now_utc
+from ledger.encoding import b64encode, format_time, now_utc, parse_time
 from ledger.errors import ConfigurationError, IntegrityFailure, NotFound
+from ledger.flags import FLAGGED_TOPIC, FlagChange, in_force, recorded_changes
 from ledger.keys import SigningKey, note_key_id
 from ledger.linkcodes import residents_of
 from ledger.schema import checkpoint as checkpoint_table
 from ledger.schema import completeness_note as note_table
+from ledger.schema import completeness_pending as pending_table
 from ledger.schema import completeness_record as record_table
 from ledger.schema import completeness_resident as resident_table
 from ledger.schema import log_entry
@@ -56,6 +63,7 @@ _BLIND_DOMAIN = b"kiroku/completeness/blind/v1\n"
 _LEAF_DOMAIN = b"kiroku/completeness/leaf/v1\n"
 _SUBJECT_DOMAIN = b"kiroku/completeness/subject/v1\n"
 _PROVISION_TOPIC = get_topic(Provision.Recorded)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _CHUNK = 5000
 _IN = 500  # ids per IN (...) list
 
@@ -210,14 +218,19 @@ class CompletenessIndex:
             top = None
         appended: dict[bytes, list[tuple[int, bytes]]] = {}
         seeds: dict[bytes, bytes] = {}
+        at = self._moment(session, size)
+        flagged: set[uuid.UUID] = set()
         for low in range(start, size, _CHUNK):
             retained = self._read_entries(session, low, min(low + _CHUNK, size), retained,
-                                          appended, seeds)
+                                          appended, seeds, at, flagged)
+        # Records whose flags changed since the last note, or whose last flag in force lapsed
+        # by now, are decided again from their whole flag history (docs/completeness.md).
+        flagged |= self._due(session, _micros(at))
+        rebuild = self._reassess(session, flagged, size, at, seeds)
         before = int(last[1]) if last is not None else 0
         retained = self._erasure_horizon(session, retained, start)
-        rebuild: set[bytes] = set()
         if retained > before:
-            rebuild = self._drop_below(session, retained)
+            rebuild |= self._drop_below(session, retained)
             for key, listed in appended.items():
                 appended[key] = [(i, h) for i, h in listed if i >= retained]
         index_root, strata = self._apply(session, appended, seeds, rebuild, retained,
@@ -230,29 +243,60 @@ class CompletenessIndex:
             note=signed.note, signed_at=format_time(now_utc())))
         return signed
 
+    @staticmethod
+    def _moment(session: Session, size: int) -> datetime:
+        """The moment the index at ``size`` is decided at: the ``logged_at`` of entry size−1,
+        read from its leaf so that an auditor reads the same value from an export."""
+        if size == 0:
+            return _EPOCH
+        rows = _sql(session, "SELECT leaf FROM kiroku_log_entry WHERE idx = ?", (size - 1,))
+        if not rows:
+            raise IntegrityFailure(f"the log has no entry {size - 1} to index up to")
+        return parse_time(json.loads(bytes(rows[0][0]))["logged_at"], field="logged_at")
+
     def _read_entries(self, session: Session, low: int, high: int, retained: int,
-                      appended: dict[bytes, list[tuple[int, bytes]]], seeds: dict[bytes, bytes]
-                      ) -> int:
-        """Index the provision entries in [low, high); returns the retention horizon, raised
-        past any entry whose payload is already erased."""
+                      appended: dict[bytes, list[tuple[int, bytes]]], seeds: dict[bytes, bytes],
+                      at: datetime, flagged: set[uuid.UUID]) -> int:
+        """Index the provision entries in [low, high) and collect the provisions that flag
+        entries there name; returns the retention horizon, raised past any entry whose payload
+        is already erased."""
         rows = _sql(session,
-                    f"SELECT e.idx, e.leaf_hash, v.state FROM kiroku_log_entry e "
+                    f"SELECT e.idx, e.leaf_hash, v.state, v.topic FROM kiroku_log_entry e "
                     f"JOIN {self._events.name} v ON v.id = e.notification_id "
-                    "WHERE e.idx >= ? AND e.idx < ? AND v.topic = ? ORDER BY e.idx",
-                    (low, high, _PROVISION_TOPIC))
+                    "WHERE e.idx >= ? AND e.idx < ? AND v.topic IN (?, ?) ORDER BY e.idx",
+                    (low, high, _PROVISION_TOPIC, FLAGGED_TOPIC))
         # The JSON transcoder stores the event's fields as plain JSON (projections.decode reads
-        # them the same way); only the payload's resident and flag matter here.
+        # them the same way); only the payload's resident and flags matter here.
         loads = json.loads
-        payloads = [loads(state)["payload"] for _, _, state in rows]
+        provisions = []
+        for row in rows:
+            if row[3] == _PROVISION_TOPIC:
+                provisions.append(row)
+                continue
+            flag = loads(row[2])["payload"]
+            if flag is not None:
+                flagged.add(uuid.UUID(flag["provision"]))
+        payloads = [loads(state)["payload"] for _, _, state, _ in provisions]
         residents = residents_of(session, payloads)  # v2: link codes, one registry read
         records: list[tuple[int, bytes, bool]] = []
+        pending: list[tuple[int, bytes, int]] = []
         derive = self.secret.derive
-        for (idx, digest, _), payload, resident in zip(rows, payloads, residents, strict=True):
+        for (idx, digest, _, _), payload, resident in zip(provisions, payloads, residents,
+                                                          strict=True):
             if payload is None or resident is None:  # erased at the end of retention
                 retained = max(retained, idx + 1)
                 continue
             key, blind = derive(resident)
-            disclosed = not payload["non_disclosure"]
+            # ledger.flags: the payload's own non_disclosure / disclose_after is the
+            # non-disclosure flag set by this entry; in force until disclose_after, if any.
+            after = payload.get("disclose_after")
+            if after is None:
+                disclosed = not payload["non_disclosure"]
+            else:
+                until = parse_time(after, field="disclose_after")
+                disclosed = until <= at
+                if not disclosed:
+                    pending.append((idx, key, _micros(until)))
             records.append((idx, key, disclosed))
             if disclosed:
                 listed = appended.get(key)
@@ -264,7 +308,77 @@ class CompletenessIndex:
         if records:
             _sql(session, "INSERT INTO kiroku_completeness_record (idx, index_key, disclosed) "
                           "VALUES (?, ?, ?)", records)
+        if pending:
+            _sql(session, "INSERT INTO kiroku_completeness_pending (idx, index_key, "
+                          "disclose_after) VALUES (?, ?, ?)", pending)
         return retained
+
+    def _due(self, session: Session, at: int) -> set[uuid.UUID]:
+        """The provisions withheld until a disclose_after that has come by ``at`` (µs)."""
+        due = session.execute(
+            select(self._events.c.originator_id)
+            .join(log_entry, log_entry.c.notification_id == self._events.c.id)
+            .join(pending_table, pending_table.c.idx == log_entry.c.idx)
+            .where(pending_table.c.disclose_after <= at)).scalars()
+        return {uuid.UUID(str(i)) for i in due}
+
+    def _reassess(self, session: Session, provisions: set[uuid.UUID], size: int, at: datetime,
+                  seeds: dict[bytes, bytes]) -> set[bytes]:
+        """Decide again whether each provision is disclosed at ``at``, from its flag changes
+        logged before ``size`` (ledger.flags.in_force), store it and what lapses when; returns
+        the keys whose chains changed. Flags are rare, so this reads event by event."""
+        events = self._events
+        changed: set[bytes] = set()
+        ordered = sorted(provisions)
+        for start in range(0, len(ordered), _IN):
+            rows = session.execute(
+                select(events.c.originator_id, events.c.topic, events.c.state, log_entry.c.idx)
+                .join(log_entry, log_entry.c.notification_id == events.c.id)
+                .where(events.c.originator_id.in_(ordered[start:start + _IN]),
+                       log_entry.c.idx < size)
+                .order_by(events.c.originator_id, events.c.originator_version)).all()
+            histories = []
+            for _, group in itertools.groupby(rows, key=lambda r: r.originator_id):
+                first, *later = list(group)
+                fields = json.loads(first.state)
+                if first.topic != _PROVISION_TOPIC or fields["payload"] is None:
+                    continue  # erased at the end of retention: out of the index anyway
+                histories.append((int(first.idx), fields, later))
+            residents = residents_of(session, [f["payload"] for _, f, _ in histories])
+            stored = {int(i): bool(d) for i, d in session.execute(
+                select(record_table.c.idx, record_table.c.disclosed)
+                .where(record_table.c.idx.in_([i for i, _, _ in histories])))}
+            for (idx, fields, later), resident in zip(histories, residents, strict=True):
+                if idx not in stored or resident is None:
+                    continue  # below the retention horizon
+                payload = fields["payload"]
+                changes = recorded_changes(idx, fields["statement"], payload, fields["logged_at"])
+                for row in later:
+                    flag = json.loads(row.state) if row.topic == FLAGGED_TOPIC else None
+                    if flag is None or flag["payload"] is None:
+                        continue
+                    body, agency = flag["payload"], flag["statement"]["agency"]
+                    role = ("requester" if agency == payload["requester"] else
+                            "provider" if agency == payload["provider"] else "authority")
+                    changes.append(FlagChange(
+                        int(row.idx), body["flag"], body["set"], body["reason"],
+                        body.get("disclose_after"), agency, role, flag["statement"]["time"],
+                        flag["logged_at"]))
+                withheld = in_force(changes, at)
+                key, blind = self.secret.derive(resident)
+                session.execute(delete(pending_table).where(pending_table.c.idx == idx))
+                untils = list(withheld.values())
+                if untils and None not in untils:
+                    lapse = max(parse_time(u, field="disclose_after") for u in untils if u)
+                    session.execute(insert(pending_table).values(
+                        idx=idx, index_key=key, disclose_after=_micros(lapse)))
+                if stored[idx] == (not withheld):
+                    continue
+                session.execute(record_table.update().where(record_table.c.idx == idx)
+                                .values(disclosed=not withheld))
+                changed.add(key)
+                seeds.setdefault(key, blind)
+        return changed
 
     def _erasure_horizon(self, session: Session, retained: int, start: int) -> int:
         """The index past the last erased record. Erasure (ledger.retention) goes in log order
@@ -296,6 +410,7 @@ class CompletenessIndex:
             select(record_table.c.index_key).distinct()
             .where(record_table.c.idx < horizon, record_table.c.disclosed.is_(True)))}
         session.execute(delete(record_table).where(record_table.c.idx < horizon))
+        session.execute(delete(pending_table).where(pending_table.c.idx < horizon))
         return keys
 
     def _apply(self, session: Session, appended: dict[bytes, list[tuple[int, bytes]]],
@@ -511,6 +626,10 @@ def _collector_paused() -> Iterator[None]:
         yield
     finally:
         gc.enable()
+
+
+def _micros(moment: datetime) -> int:
+    return (moment - _EPOCH) // timedelta(microseconds=1)
 
 
 def _marks(chunk: list[bytes]) -> str:

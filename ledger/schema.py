@@ -92,6 +92,18 @@ completeness_record = Table(
     Index("kiroku_completeness_record_key_idx", "index_key", "idx"),
 )
 
+#: Records withheld at the latest index note only by flags that all lapse (disclose_after): when
+#: the first checkpoint whose moment reaches ``disclose_after`` (µs since the epoch) is indexed,
+#: the record's flags are re-read and it enters the index if nothing else is in force.
+completeness_pending = Table(
+    "kiroku_completeness_pending",
+    metadata,
+    Column("idx", _BigInt, primary_key=True, autoincrement=False),
+    Column("index_key", LargeBinary, nullable=False),
+    Column("disclose_after", _BigInt, nullable=False),
+    Index("kiroku_completeness_pending_due_idx", "disclose_after"),
+)
+
 #: One row per resident with disclosed records: the chain seed, the leaf value and its length.
 completeness_resident = Table(
     "kiroku_completeness_resident",

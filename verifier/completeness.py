@@ -20,8 +20,10 @@ import itertools
 import json
 import re
 import sys
-from collections.abc import Iterable, Sequence
+import uuid
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from verifier.checkpoint import open_checkpoint
@@ -32,6 +34,9 @@ from verifier.note import NoteVerifier, open_note
 NOTE_SUFFIX = "/completeness/v1"
 KEY_NOTE_SUFFIX = "/completeness/key/v1"
 EMPTY = b"\x00" * 32
+#: The namespace of the log's aggregate ids: a provision's id (what a flag names) is
+#: UUIDv5(NAMESPACE, "provision:" ‖ submitting agency ‖ ":" ‖ payload.request_id).
+PROVISION_NAMESPACE = uuid.UUID("5b0c7a8e-1f0e-4c1d-9a55-6b69726f6b75")
 _DECIMAL = re.compile(r"0|[1-9][0-9]{0,19}")
 
 
@@ -263,25 +268,64 @@ def _b64(value: bytes) -> str:
 
 
 # Auditor -----------------------------------------------------------------------------------
+#: One change of a record's flags: (log index of the entry, flag, set, disclose_after).
+Change = tuple[int, str, bool, str | None]
+
+
 @dataclass
 class RecomputedIndex:
-    """Every disclosed provision per index key, with what the export no longer shows."""
+    """Every provision with its payload per index key, the flag changes of each, and the
+    moments the notes are decided at; ``expected_leaves`` applies the rule for one note."""
 
     records: dict[bytes, list[tuple[int, bytes]]] = field(default_factory=dict)
     blinds: dict[bytes, bytes] = field(default_factory=dict)
     erased: list[int] = field(default_factory=list)  # provision indices without a payload
     retained: dict[int, bytes] = field(default_factory=dict)  # index -> key of every record
+    flags: dict[int, list[Change]] = field(default_factory=dict)  # provision index -> changes
+    moments: dict[int, datetime] = field(default_factory=dict)  # size -> logged_at of size−1
     entries: int = 0
 
 
-def recompute_index(lines: Iterable[bytes], secret: bytes, size: int) -> RecomputedIndex:
+def withheld(changes: Iterable[Change], size: int, at: datetime) -> bool:
+    """docs/completeness.md "Which records" (the rule of docs/log-format.md "Flags"): fold
+    the changes logged before ``size``; a flag set with no disclose_after, or one after ``at``,
+    withholds the record."""
+    state: dict[str, str | None] = {}
+    for index, flag, is_set, until in changes:
+        if index >= size:
+            continue
+        if is_set:
+            state[flag] = until
+        else:
+            state.pop(flag, None)
+    return any(until is None or _time(until) > at for until in state.values())
+
+
+def _time(text: Any) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        raise UnusableInput(f"{str(text)[:40]!r} is not an RFC 3339 time") from None
+    if moment.tzinfo is None:
+        raise UnusableInput(f"{text!r} has no UTC offset")
+    return moment
+
+
+def recompute_index(lines: Iterable[bytes], secret: bytes, size: int, *,
+                    sizes: Collection[int] = (),
+                    resolve: Callable[[Mapping[str, Any]], str] | None = None
+                    ) -> RecomputedIndex:
     """Rebuild the index inputs from export lines (JSON Lines, docs/log-format.md "Export").
 
-    Only indices below ``size`` count. The export itself is checked by ``verify_export``; here
-    each line's leaf hash is recomputed from its leaf bytes so a record is named by the hash
-    the log committed to.
+    Only indices below ``size`` count; the notes to compare must have ``size`` or one of
+    ``sizes``. The export itself is checked by ``verify_export``; here each line's leaf hash
+    is recomputed from its leaf bytes so a record is named by the hash the log committed to.
+    ``resolve``: the resident pseudonym of a version-2 payload (link codes, which only the
+    operator's registry resolves); without it such a payload is unusable input.
     """
     out = RecomputedIndex()
+    wanted = {n - 1 for n in (*sizes, size) if n > 0}
+    ids: dict[uuid.UUID, int] = {}  # provision id -> its log index
     for raw in lines:
         if not raw.strip():
             continue
@@ -291,29 +335,60 @@ def recompute_index(lines: Iterable[bytes], secret: bytes, size: int) -> Recompu
             if index >= size:
                 break
             leaf = b64decode(line["leaf"])
-            kind = json.loads(leaf)["kind"]
+            fields = json.loads(leaf)
+            kind = fields["kind"]
+            if index in wanted:
+                out.moments[index + 1] = _time(fields["logged_at"])
         except (ValueError, KeyError, TypeError) as exc:
             raise UnusableInput(f"export line {out.entries}: {exc!r}") from None
         out.entries += 1
+        payload = line.get("payload")
+        if kind == "provision.flagged":
+            _read_flag(out, ids, index, payload)
+            continue
         if kind != "provision":
             continue
-        payload = line.get("payload")
         if payload is None:
             out.erased.append(index)
             continue
         try:
-            subject, hidden = payload["subject"], payload["non_disclosure"]
+            if "subject" in payload or resolve is None:
+                subject = payload["subject"]
+            else:
+                subject = resolve(payload)
+            hidden, after = payload["non_disclosure"], payload.get("disclose_after")
+            ids[uuid.uuid5(PROVISION_NAMESPACE,
+                           f"provision:{fields['agency']}:{payload['request_id']}")] = index
         except (KeyError, TypeError):
-            raise UnusableInput(f"export line {index}: provision payload without subject") from None
+            raise UnusableInput(f"export line {index}: provision payload without subject (a "
+                                "version-2 payload needs the operator's link-code registry)"
+                                ) from None
         key = index_key(secret, subject)
         out.retained[index] = key
-        if hidden is True:  # 不開示: never in the resident-facing index (docs/completeness.md)
-            continue
+        # docs/log-format.md "Flags": the payload's own 不開示 or delayed disclosure is the
+        # non-disclosure flag set by this entry.
+        if hidden is True or after is not None:
+            out.flags[index] = [(index, "non_disclosure", True, after)]
         digest = hashlib.sha256(b"\x00" + leaf).digest()
         out.records.setdefault(key, []).append((index, digest))
         if key not in out.blinds:
             out.blinds[key] = blind(secret, subject)
     return out
+
+
+def _read_flag(out: RecomputedIndex, ids: Mapping[uuid.UUID, int], index: int,
+               payload: Any) -> None:
+    """Add a ``provision.flagged`` entry's change to the flags of the provision it names."""
+    if payload is None:
+        return  # erased: its provision, earlier in the log, was erased before it
+    try:
+        record = ids.get(uuid.UUID(payload["provision"]))
+        change = (index, str(payload["flag"]), payload["set"] is True,
+                  payload.get("disclose_after"))
+    except (KeyError, TypeError, ValueError):
+        raise UnusableInput(f"export line {index}: not a flag payload") from None
+    if record is not None:  # the log refuses a flag on a provision it does not hold
+        out.flags.setdefault(record, []).append(change)
 
 
 @dataclass(frozen=True)
@@ -344,9 +419,15 @@ def expected_leaves(index: RecomputedIndex, note: IndexNote) -> dict[bytes, list
         raise UnusableInput(
             f"the export lacks the payloads of {len(covered)} provisions the index note covers "
             f"(first at index {covered[0]}): use an export taken before they were erased")
+    if note.size > 0 and note.size not in index.moments:
+        raise UnusableInput(f"the recomputation did not keep the moment of size {note.size}: "
+                            "pass it in recompute_index(sizes=…)")
+    at = index.moments.get(note.size)
+    flags = index.flags
     out: dict[bytes, list[tuple[int, bytes]]] = {}
     for key, records in index.records.items():
-        kept = [(i, h) for i, h in records if i >= note.retained_from]
+        kept = [(i, h) for i, h in records if i >= note.retained_from and i < note.size and not (
+            i in flags and at is not None and withheld(flags[i], note.size, at))]
         if kept:
             out[key] = kept
     return out
@@ -437,7 +518,8 @@ def audit_command(export: str, vkey: str, key_file: str | None, notes: Sequence[
             raise UnusableInput("give at least one --index-note (or --index-dump)")
         top = max(n.size for n, _ in parsed)
         with open(export, "rb") as stream:
-            index = recompute_index((line for line in stream), secret, top)
+            index = recompute_index((line for line in stream), secret, top,
+                                    sizes=[n.size for n, _ in parsed])
         seen: set[int] = set()
         for note, text in parsed:
             if note.size in seen:

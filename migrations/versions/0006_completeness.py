@@ -1,5 +1,5 @@
-"""The completeness index: per-record index keys, residents' leaf values, the sparse Merkle
-tree's strata and the signed index notes (docs/completeness.md).
+"""The completeness index: per-record index keys, records withheld until a time, residents'
+leaf values, the sparse Merkle tree's strata and the signed index notes (docs/completeness.md).
 
 Revision ID: 0006
 Revises: 0005
@@ -27,6 +27,15 @@ def upgrade() -> None:
     )
     op.create_index("kiroku_completeness_record_key_idx", "kiroku_completeness_record",
                     ["index_key", "idx"])
+    # Records withheld only until a disclose_after (docs/completeness.md "Which records").
+    op.create_table(
+        "kiroku_completeness_pending",
+        sa.Column("idx", _BigInt, primary_key=True, autoincrement=False),
+        sa.Column("index_key", sa.LargeBinary(), nullable=False),
+        sa.Column("disclose_after", _BigInt, nullable=False),
+    )
+    op.create_index("kiroku_completeness_pending_due_idx", "kiroku_completeness_pending",
+                    ["disclose_after"])
     op.create_table(
         "kiroku_completeness_resident",
         sa.Column("index_key", sa.LargeBinary(), primary_key=True),
@@ -55,5 +64,7 @@ def downgrade() -> None:
     op.drop_table("kiroku_completeness_note")
     op.drop_table("kiroku_completeness_stratum")
     op.drop_table("kiroku_completeness_resident")
+    op.drop_index("kiroku_completeness_pending_due_idx", table_name="kiroku_completeness_pending")
+    op.drop_table("kiroku_completeness_pending")
     op.drop_index("kiroku_completeness_record_key_idx", table_name="kiroku_completeness_record")
     op.drop_table("kiroku_completeness_record")

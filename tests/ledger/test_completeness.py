@@ -24,6 +24,7 @@ from ledger.completeness import IndexNote, secret_path
 from ledger.retention import erase_payloads
 from ledger.schema import (
     completeness_note,
+    completeness_pending,
     completeness_record,
     completeness_resident,
     completeness_stratum,
@@ -249,8 +250,8 @@ def test_ledgers_taking_turns_on_one_database_keep_one_index(world: World) -> No
 
 def _schema_differences(url: str) -> list[object]:
     wanted = MetaData()
-    for table in (completeness_record, completeness_resident, completeness_stratum,
-                  completeness_note):
+    for table in (completeness_record, completeness_pending, completeness_resident,
+                  completeness_stratum, completeness_note):
         table.to_metadata(wanted)
     engine = create_engine(url)
     try:
