@@ -7,6 +7,8 @@ import json
 import pytest
 
 from kiroku.client import verify_completeness
+from ledger.flags import KIND, flag_payload
+from ledger.signing import sign_statement
 from tests.api.conftest import SUBJECT_A, SUBJECT_B, Env
 from verifier.errors import VerificationError
 
@@ -42,3 +44,24 @@ def test_records_appended_after_the_last_index_are_not_required(env: Env) -> Non
     env.services.housekeeper.project(force=True)
     result = verify_completeness(proof, env.world.ledger.vkey, _details(env, "B"))
     assert len(result.records) == 2
+
+
+@pytest.mark.parametrize("fixture", ["env", "pg_env"])
+def test_a_record_flagged_later_leaves_the_proof_and_a_lift_brings_it_back(
+        fixture: str, request: pytest.FixtureRequest) -> None:
+    env: Env = request.getfixturevalue(fixture)
+    shown = env.get("A", "/v1/me/provisions").json()["items"]
+    record = shown[0]["id"]
+    for set_, reason, expected in ((True, "dv_support_measure", len(shown) - 1),
+                                   (False, "grounds_ceased", len(shown))):
+        payload = flag_payload(record, "non_disclosure", set=set_, reason=reason)
+        statement = sign_statement(payload, kind=KIND, agency=env.world.provider,
+                                   key=env.world.keys[env.world.provider])
+        assert env.client.post("/v1/flags", json=statement).status_code == 201
+        env.settle()
+        env.world.ledger.checkpoint()
+        proof = env.get("A", "/v1/me/completeness").json()
+        details = _details(env, "A")
+        assert len(details) == expected
+        result = verify_completeness(proof, env.world.ledger.vkey, details)
+        assert len(result.records) == expected
