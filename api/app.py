@@ -20,6 +20,7 @@ from api.routers import (
     health,
     log,
     me,
+    notices,
     provisions,
     proxies,
     tiles,
@@ -81,6 +82,7 @@ def create_app(settings: ApiSettings, ledger: Ledger | None = None) -> FastAPI:
         app.include_router(module.router)
     for module in (flags, proxies):  # docs/api.md "Flags", "Proxies"
         app.include_router(module.router)
+    app.include_router(notices.router)  # docs/notices.md
     web.install(app)
     app.add_middleware(LimitsMiddleware, max_body=settings.max_body_bytes,  # type: ignore[arg-type]
                        max_batch=settings.max_batch_bytes)
@@ -104,6 +106,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     security: dict[str, list[dict[str, list[str]]]] = {"/v1/me/": [{"residentSession": []}], "/v1/agencies/": [{"signedRequest": []}],
                 "/v1/log/entries": [{"signedRequest": []}],
                 "/v1/log/provisions/": [{"signedRequest": []}],
+                "/v1/notices": [{"signedRequest": []}],
                 "/v1/proxy/": [{"residentSession": []}],
                 "/v1/provisions/{provision_id}/receipt": [{"signedRequest": []}]}
     for path, operations in schema.get("paths", {}).items():

@@ -113,6 +113,8 @@ TITLES: dict[str, str] = {
     "unknown-proxy": "No such proxy registration of yours",
     "invalid-proxy": "The proxy registration or cancellation is refused",
     "proxy-already-registered": "This proxy is already registered",
+    "invalid-notice": "The notice breaks a notice rule (category, target or validity)",
+    "operator-cannot-issue-notice": "Notices are issued by agencies, not by the operator",
 }
 
 _HTTP_CODES = {400: "invalid-request", 401: "unauthenticated", 403: "forbidden", 404: "not-found",

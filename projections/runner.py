@@ -33,6 +33,7 @@ from ledger.encoding import now_utc, parse_time
 from ledger.schema import log_entry
 from projections.decode import PROVISION_TOPIC, ProvisionFact, decode_states
 from projections.flags import FLAGGED_TOPIC, FlagFact, decode_flag
+from projections.notices import NOTICE_TOPIC, NoticeFact, decode_notices
 from projections.store import ViewStore
 from projections.views import VIEWS, View
 
@@ -46,7 +47,7 @@ APPLICATION = Ledger.name
 class Batch:
     """What one step read: the facts, and the position every view reaches by applying them."""
 
-    facts: list[ProvisionFact | FlagFact]
+    facts: list[ProvisionFact | FlagFact | NoticeFact]
     after: int
     position: int
 
@@ -85,19 +86,23 @@ class Runner:
                        events.c.topic)
                 .join(log_entry, log_entry.c.notification_id == events.c.id)
                 .where(events.c.id > after, events.c.id <= top,
-                       events.c.topic.in_((PROVISION_TOPIC, FLAGGED_TOPIC)))
+                       events.c.topic.in_((PROVISION_TOPIC, FLAGGED_TOPIC, NOTICE_TOPIC)))
                 .order_by(events.c.id)
                 .limit(self.batch)
             ).all()
             # In the same read: version-2 payloads resolve through the link-code registry.
-            facts: list[ProvisionFact | FlagFact] = list(decode_states(session, [
+            facts: list[ProvisionFact | FlagFact | NoticeFact] = list(decode_states(session, [
                 (int(row.id), int(row.idx), row.originator_id, bytes(row.state))
                 for row in rows if row.topic == PROVISION_TOPIC]))
+            # Notices (projections.notices): individual targets resolve in the same read.
+            notices = decode_notices(session, [
+                (int(row.id), int(row.idx), row.originator_id, bytes(row.state))
+                for row in rows if row.topic == NOTICE_TOPIC])
         # Flag entries (projections.flags) go in log order among the provisions.
         flagged = [decode_flag(int(r.id), int(r.idx), bytes(r.state))
                    for r in rows if r.topic == FLAGGED_TOPIC]
-        if any(flagged):
-            facts = sorted(facts + [f for f in flagged if f is not None],
+        if any(flagged) or notices:
+            facts = sorted([*facts, *(f for f in flagged if f is not None), *notices],
                            key=lambda f: f.notification_id)
         # A short read covers everything up to ``top``, other kinds of entry included.
         position = top if len(rows) < self.batch else int(rows[-1].id)

@@ -104,7 +104,8 @@ class ViewStore:
             warnings.filterwarnings("ignore", "This declarative base already contains")
             self.tracking = {
                 name: ViewTrackingRecorder(self.datastore, tracking_table_name=table)
-                for name, table in (("resident", RESIDENT_TRACKING), ("audit", AUDIT_TRACKING))
+                for name, table in (("resident", RESIDENT_TRACKING), ("audit", AUDIT_TRACKING),
+                                    ("notices", "kiroku_notice_tracking"))
             }
         self._checked = False
 

@@ -34,6 +34,7 @@ from projections.flags import (
     write_flag_history,
     write_resident_flags,
 )
+from projections.notices import NOTICE_TOPIC, NoticeFact, notice, write_notices
 from projections.schema import (
     audit_count,
     audit_operator,
@@ -55,7 +56,8 @@ class View(Projection[ViewTrackingRecorder]):
     tables: ClassVar[tuple[Table, ...]] = ()
 
     @abstractmethod
-    def write(self, session: Session, facts: Sequence[ProvisionFact | FlagFact]) -> None:
+    def write(self, session: Session, facts: Sequence[ProvisionFact | FlagFact | NoticeFact]
+              ) -> None:
         """Write the rows for ``facts`` (in log order) in ``session`` (the caller's
         transaction)."""
 
@@ -107,7 +109,8 @@ class ResidentView(View):
     name = "resident"
     tables = (resident_record, resident_flag)
 
-    def write(self, session: Session, facts: Sequence[ProvisionFact | FlagFact]) -> None:
+    def write(self, session: Session, facts: Sequence[ProvisionFact | FlagFact | NoticeFact]
+              ) -> None:
         insert_rows(session, resident_record, [
             (f.index, f.id, f.subject, f.requested_at, f.provided_at, f.requester, f.provider,
              f.basis, f.affair, _items_json(f.items), f.outcome,
@@ -125,7 +128,8 @@ class AuditView(View):
     name = "audit"
     tables = (audit_provision, audit_count, audit_operator, record_flag)
 
-    def write(self, session: Session, facts: Sequence[ProvisionFact | FlagFact]) -> None:
+    def write(self, session: Session, facts: Sequence[ProvisionFact | FlagFact | NoticeFact]
+              ) -> None:
         write_flag_history(session, facts)
         provisions = [f for f in facts if isinstance(f, ProvisionFact)]
         if not provisions:
@@ -215,4 +219,16 @@ def _items_json(items: tuple[str, ...]) -> str:
     return json.dumps(list(items), ensure_ascii=False)  # few distinct lists: cached
 
 
-VIEWS: tuple[type[View], ...] = (ResidentView, AuditView)
+class NoticesView(View):
+    """Notices (お知らせ, projections.notices): one row per notice entry. Residents' read marks
+    are not part of it (they are not derived from the log), so a rebuild keeps them."""
+
+    name = "notices"
+    topics = (NOTICE_TOPIC, NOTICE_TOPIC)  # the base's two-topic shape; one kind here
+    tables = (notice,)
+
+    def write(self, session: Session, facts: Sequence[Any]) -> None:
+        write_notices(session, [f for f in facts if isinstance(f, NoticeFact)])
+
+
+VIEWS: tuple[type[View], ...] = (ResidentView, AuditView, NoticesView)

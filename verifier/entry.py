@@ -41,7 +41,9 @@ KINDS = frozenset(
     {"catalog.loaded", "catalog.replaced", "agency.registered", "agency.key_added",
      "agency.key_revoked", "provision", "operator.key_rotated",
      # docs/log-format.md: flags set or lifted later by an agency, proxies by the registrar.
-     "provision.flagged", "proxy.registered", "proxy.cancelled"}
+     "provision.flagged", "proxy.registered", "proxy.cancelled",
+     # Notices (お知らせ) an agency issues: checked like any agency statement.
+     "notice.issued"}
 )
 # operator.key_rotated (docs/key-rotation.md) is a registration too: its payload names the
 # operator's next key, so it is kept like the agency key entries' payloads.

@@ -13,6 +13,7 @@ import pytest
 
 from kiroku.client import sign_login
 from ledger.flags import KIND, flag_payload
+from ledger.notices import KIND as NOTICE_KIND
 from ledger.proxies import new_proxy_identity
 from ledger.signing import sign_statement
 from tests.api.conftest import SUBJECT_A, Env
@@ -50,6 +51,27 @@ def _flag_statement(env: Env) -> dict:
     return sign_statement(flag_payload(record.id, "non_disclosure", set=True,
                                        reason="dv_support_measure"),
                           kind=KIND, agency=env.x, key=env.world.keys[env.x])
+
+
+def _notice_statement(env: Env) -> dict:
+    from tests.api.test_notices import notice_payload
+
+    env.world.counter += 1
+    return sign_statement(notice_payload(f"m-{env.world.counter}", {
+        "type": "group", "criteria": {"district": "131121-03"}}),
+        kind=NOTICE_KIND, agency=env.x, key=env.world.keys[env.x])
+
+
+def _a_notice(env: Env) -> str:
+    """An individual notice of X to A (once per service): its id."""
+    from tests.api.test_notices import issue, notice_payload
+
+    if "notice" not in env.records:
+        code = env.world.code(env.x, SUBJECT_A)
+        found = issue(env, notice_payload("for-a", {"type": "individual", "code": code}))
+        env.settle()
+        env.records["notice"] = [found.json()]
+    return str(env.records["notice"][0]["id"])
 
 
 def _a_registration(env: Env) -> str:
@@ -124,6 +146,29 @@ MATRIX: list[tuple[str, str, Target, Callable[[Env], object] | None, dict[str, i
      lambda e: f"/v1/proxy/principals/{_proxy(e)}/provisions/{_a_record(e)}", None,
      {"A": 404, "B": 404, "X": 403, "Y": 403, "auditor": 403, "anon": 401, "P": 200}),
     ("GET", "/metrics", lambda e: "/metrics", None, PUBLIC),
+    # Notices (docs/notices.md): statements authenticate themselves; an agency keeps its own
+    # residents' attributes and reads its own counts; residents and A's proxy read A's notices.
+    ("POST", "/v1/notices", lambda e: "/v1/notices", _notice_statement,
+     dict.fromkeys(CALLERS, 201)),
+    ("GET", "/v1/agencies/{code}/notices", lambda e: f"/v1/agencies/{e.x}/notices", None,
+     {"A": 403, "B": 403, "X": 200, "Y": 403, "auditor": 200, "anon": 401, "P": 403}),
+    ("PUT", "/v1/agencies/{code}/residents/{link_code}/attributes",
+     lambda e: f"/v1/agencies/{e.x}/residents/{e.world.code(e.x, SUBJECT_A)}/attributes",
+     lambda e: {"district": "131121-03"},
+     {"A": 403, "B": 403, "X": 200, "Y": 403, "auditor": 403, "anon": 401, "P": 403}),
+    ("GET", "/v1/me/notices", lambda e: "/v1/me/notices", None,
+     {"A": 200, "B": 200, "X": 403, "Y": 403, "auditor": 403, "anon": 401, "P": 403}),
+    ("GET", "/v1/me/notices/{notice_id}", lambda e: f"/v1/me/notices/{_a_notice(e)}", None,
+     {"A": 200, "B": 404, "X": 403, "Y": 403, "auditor": 403, "anon": 401, "P": 403}),
+    ("POST", "/v1/me/notices/{notice_id}/read",
+     lambda e: f"/v1/me/notices/{_a_notice(e)}/read", None,
+     {"A": 200, "B": 404, "X": 403, "Y": 403, "auditor": 403, "anon": 401, "P": 403}),
+    ("GET", "/v1/proxy/principals/{handle}/notices",
+     lambda e: f"/v1/proxy/principals/{_proxy(e)}/notices", None,
+     {"A": 404, "B": 404, "X": 403, "Y": 403, "auditor": 403, "anon": 401, "P": 200}),
+    ("POST", "/v1/proxy/principals/{handle}/notices/{notice_id}/read",
+     lambda e: f"/v1/proxy/principals/{_proxy(e)}/notices/{_a_notice(e)}/read", None,
+     {"A": 404, "B": 404, "X": 403, "Y": 403, "auditor": 403, "anon": 401, "P": 200}),
 ]
 
 

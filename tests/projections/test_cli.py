@@ -32,7 +32,7 @@ def test_rebuild_prints_a_digest_per_view_identical_to_the_incremental_one(home:
 
     assert result.exit_code == 0, result.output
     lines = [line for line in result.output.splitlines() if line.endswith("identical")]
-    assert [line.split(":")[0] for line in lines] == ["resident", "audit"]
+    assert [line.split(":")[0] for line in lines] == ["resident", "audit", "notices"]
 
 
 def test_status_reports_position_and_lag(home: Path) -> None:

@@ -136,7 +136,7 @@ def test_status_shows_each_views_position_and_lag(world: World) -> None:
     world.ledger.append_batch(random_log(world, 5, 6))
 
     behind = {row["name"]: row for row in status(world.ledger)}
-    assert set(behind) == {"resident", "audit"}
+    assert set(behind) == {"resident", "audit", "notices"}
     assert all(row["lag"] == 5 for row in behind.values())
     assert all(row["lag_seconds"] >= 0 for row in behind.values())
 
