@@ -23,6 +23,7 @@ from api.routers import (
     notices,
     provisions,
     proxies,
+    subscriptions,
     tiles,
 )
 from api.services import Services
@@ -83,6 +84,7 @@ def create_app(settings: ApiSettings, ledger: Ledger | None = None) -> FastAPI:
     for module in (flags, proxies):  # docs/api.md "Flags", "Proxies"
         app.include_router(module.router)
     app.include_router(notices.router)  # docs/notices.md
+    app.include_router(subscriptions.router)  # docs/alerts.md
     web.install(app)
     app.add_middleware(LimitsMiddleware, max_body=settings.max_body_bytes,  # type: ignore[arg-type]
                        max_batch=settings.max_batch_bytes)

@@ -154,9 +154,20 @@ def housekeeping_main() -> None:
     signal.signal(signal.SIGINT, lambda *_: keeper.stop())
     log.info("started (checkpoints every %.1f s, views every %.1f s)",
              settings.checkpoint_interval, settings.projection_interval)
+    # The alert sender (api/alerts.py) in a thread of this process: its network waits must not
+    # hold up checkpoints, and it stops with the housekeeper.
+    from api.alerts import Sender
+
+    sender, alerts_stopping = Sender(ledger), threading.Event()
+    alerts = threading.Thread(target=sender.follow, args=(alerts_stopping,),
+                              name="kiroku-alerts", daemon=True)
+    alerts.start()
     try:
         keeper.run()
     finally:
+        alerts_stopping.set()
+        alerts.join(timeout=30)
+        sender.close()
         ledger.close()
 
 

@@ -61,6 +61,11 @@ STATUS.update({lf.FlagNotSet: 409, lp.InvalidProxy: 422})
 if pe is not None:
     STATUS.update({pe.InvalidQuery: 400, pe.UnknownAgency: 404, pe.ViewsMissing: 503,
                    pe.ProjectionError: 503})
+    # Alert subscriptions (projections.alerts, docs/alerts.md).
+    from projections import alerts as pa
+
+    STATUS.update({pa.InvalidSubscription: 422, pa.TooManySubscriptions: 409,
+                   pa.InvalidConfirmation: 422, pa.UnknownSubscription: 404})
 
 TITLES: dict[str, str] = {
     "malformed-statement": "The statement is malformed",
@@ -115,6 +120,10 @@ TITLES: dict[str, str] = {
     "proxy-already-registered": "This proxy is already registered",
     "invalid-notice": "The notice breaks a notice rule (category, target or validity)",
     "operator-cannot-issue-notice": "Notices are issued by agencies, not by the operator",
+    "invalid-subscription": "The address or URL cannot receive alerts",
+    "too-many-subscriptions": "Too many alert subscriptions",
+    "invalid-confirmation": "The confirmation code is wrong or expired",
+    "unknown-subscription": "No such subscription of yours",
 }
 
 _HTTP_CODES = {400: "invalid-request", 401: "unauthenticated", 403: "forbidden", 404: "not-found",

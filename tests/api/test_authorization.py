@@ -8,8 +8,10 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable
+from uuid import UUID
 
 import pytest
+from sqlalchemy import select
 
 from kiroku.client import sign_login
 from ledger.flags import KIND, flag_payload
@@ -78,6 +80,23 @@ def _a_registration(env: Env) -> str:
     registration, _ = env.world.ledger.register_proxy(SUBJECT_A, new_proxy_identity(),
                                                       "appointed")
     return f"/v1/me/proxies/{registration.id}"
+
+
+def _a_email_subscription(env: Env) -> str:
+    """A new e-mail subscription of A (its code kept for the body): the confirm route."""
+    from projections import alerts
+    from projections.store import ViewStore
+
+    store = ViewStore(str(env.world.ledger.settings.database_url))
+    try:
+        with store.write() as session:
+            created, _ = alerts.create(session, SUBJECT_A, alerts.EMAIL, "a@example.jp")
+            token = session.execute(select(alerts.subscription.c.confirm_token).where(
+                alerts.subscription.c.id == UUID(created.id))).scalar_one()
+    finally:
+        store.close()
+    env.records["confirm"] = [token]
+    return f"/v1/me/subscriptions/{created.id}/confirm"
 
 
 def _login_body(env: Env) -> dict:
@@ -169,6 +188,18 @@ MATRIX: list[tuple[str, str, Target, Callable[[Env], object] | None, dict[str, i
     ("POST", "/v1/proxy/principals/{handle}/notices/{notice_id}/read",
      lambda e: f"/v1/proxy/principals/{_proxy(e)}/notices/{_a_notice(e)}/read", None,
      {"A": 404, "B": 404, "X": 403, "Y": 403, "auditor": 403, "anon": 401, "P": 200}),
+    # Alert subscriptions (docs/alerts.md): a resident's own, never another's (404 like missing).
+    ("POST", "/v1/me/subscriptions", lambda e: "/v1/me/subscriptions",
+     lambda e: {"channel": "webhook", "target": "https://hooks.example.jp/kiroku"},
+     {"A": 201, "B": 201, "X": 403, "Y": 403, "auditor": 403, "anon": 401, "P": 403}),
+    ("GET", "/v1/me/subscriptions", lambda e: "/v1/me/subscriptions", None,
+     {"A": 200, "B": 200, "X": 403, "Y": 403, "auditor": 403, "anon": 401, "P": 403}),
+    ("POST", "/v1/me/subscriptions/{subscription_id}/confirm", _a_email_subscription,
+     lambda e: {"token": e.records["confirm"][0]},
+     {"A": 200, "B": 404, "X": 403, "Y": 403, "auditor": 403, "anon": 401, "P": 403}),
+    ("DELETE", "/v1/me/subscriptions/{subscription_id}",
+     lambda e: _a_email_subscription(e).removesuffix("/confirm"), None,
+     {"A": 200, "B": 404, "X": 403, "Y": 403, "auditor": 403, "anon": 401, "P": 403}),
 ]
 
 
