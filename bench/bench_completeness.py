@@ -113,7 +113,48 @@ def _open(home: Path) -> World:
     return world
 
 
+def _adapt(home: Path) -> None:
+    """Bring a log cached before the index's last schema change (migration 0006 is unreleased
+    and was changed in place) to the current tables, with the rows the current code would
+    have written: the pending table (empty: the cached log has no flags), each record's
+    ``prev`` (the resident's previous record) and each resident's ``last``."""
+    import sqlite3
+
+    db = sqlite3.connect(home / "kiroku.sqlite3")
+    try:
+        columns = {row[1] for row in db.execute("PRAGMA table_info(kiroku_completeness_record)")}
+        if "prev" not in columns:
+            print("adapting the cached index to the record chain", file=sys.stderr)
+            db.executescript("""
+                CREATE TABLE record_chained (idx INTEGER NOT NULL PRIMARY KEY,
+                    index_key BLOB NOT NULL, disclosed BOOLEAN NOT NULL, prev INTEGER);
+                INSERT INTO record_chained SELECT idx, index_key, disclosed,
+                    LAG(idx) OVER (PARTITION BY index_key ORDER BY idx)
+                    FROM kiroku_completeness_record ORDER BY idx;
+                DROP TABLE kiroku_completeness_record;
+                ALTER TABLE record_chained RENAME TO kiroku_completeness_record;
+                CREATE TEMP TABLE lasts (index_key BLOB PRIMARY KEY, m INTEGER NOT NULL);
+                INSERT INTO lasts SELECT index_key, MAX(idx) FROM kiroku_completeness_record
+                    GROUP BY index_key;
+                ALTER TABLE kiroku_completeness_resident ADD COLUMN "last" INTEGER NOT NULL
+                    DEFAULT 0;
+                UPDATE kiroku_completeness_resident SET "last" = (SELECT m FROM lasts
+                    WHERE lasts.index_key = kiroku_completeness_resident.index_key);
+            """)
+        db.executescript("""
+            CREATE TABLE IF NOT EXISTS kiroku_completeness_pending (
+                idx INTEGER NOT NULL PRIMARY KEY, index_key BLOB NOT NULL,
+                disclose_after INTEGER NOT NULL);
+            CREATE INDEX IF NOT EXISTS kiroku_completeness_pending_due_idx
+                ON kiroku_completeness_pending (disclose_after);
+        """)
+        db.commit()
+    finally:
+        db.close()
+
+
 def _measure(home: Path, args: argparse.Namespace) -> dict[str, float]:
+    _adapt(home)
     world = _open(home)
     timed: list[float] = []
     original = CompletenessIndex.update

@@ -220,9 +220,12 @@ class CompletenessIndex:
         seeds: dict[bytes, bytes] = {}
         at = self._moment(session, size)
         flagged: set[uuid.UUID] = set()
+        new: list[tuple[int, bytes, bool]] = []
         for low in range(start, size, _CHUNK):
             retained = self._read_entries(session, low, min(low + _CHUNK, size), retained,
-                                          appended, seeds, at, flagged)
+                                          new, appended, seeds, at, flagged)
+        known = self._residents(session, sorted(seeds))
+        lasts = _link(session, new, known)
         # Records whose flags changed since the last note, or whose last flag in force lapsed
         # by now, are decided again from their whole flag history (docs/completeness.md).
         flagged |= self._due(session, _micros(at))
@@ -233,8 +236,8 @@ class CompletenessIndex:
             rebuild |= self._drop_below(session, retained)
             for key, listed in appended.items():
                 appended[key] = [(i, h) for i, h in listed if i >= retained]
-        index_root, strata = self._apply(session, appended, seeds, rebuild, retained,
-                                         top.strata if top is not None else None)
+        index_root, strata = self._apply(session, appended, seeds, rebuild, retained, known,
+                                         lasts, top.strata if top is not None else None)
         self._top = _Top(size, index_root, strata)
         signed = sign_index_note(self.origin, size, log_root, index_root, retained,
                                  self.operator_key, *self.co_signers)
@@ -255,11 +258,12 @@ class CompletenessIndex:
         return parse_time(json.loads(bytes(rows[0][0]))["logged_at"], field="logged_at")
 
     def _read_entries(self, session: Session, low: int, high: int, retained: int,
+                      records: list[tuple[int, bytes, bool]],
                       appended: dict[bytes, list[tuple[int, bytes]]], seeds: dict[bytes, bytes],
                       at: datetime, flagged: set[uuid.UUID]) -> int:
-        """Index the provision entries in [low, high) and collect the provisions that flag
-        entries there name; returns the retention horizon, raised past any entry whose payload
-        is already erased."""
+        """Read the provision entries in [low, high) into ``records`` (and the disclosed ones
+        into ``appended``) and collect the provisions that flag entries there name; returns the
+        retention horizon, raised past any entry whose payload is already erased."""
         rows = _sql(session,
                     f"SELECT e.idx, e.leaf_hash, v.state, v.topic FROM kiroku_log_entry e "
                     f"JOIN {self._events.name} v ON v.id = e.notification_id "
@@ -278,7 +282,6 @@ class CompletenessIndex:
                 flagged.add(uuid.UUID(flag["provision"]))
         payloads = [loads(state)["payload"] for _, _, state, _ in provisions]
         residents = residents_of(session, payloads)  # v2: link codes, one registry read
-        records: list[tuple[int, bytes, bool]] = []
         pending: list[tuple[int, bytes, int]] = []
         derive = self.secret.derive
         for (idx, digest, _, _), payload, resident in zip(provisions, payloads, residents,
@@ -298,16 +301,14 @@ class CompletenessIndex:
                 if not disclosed:
                     pending.append((idx, key, _micros(until)))
             records.append((idx, key, disclosed))
+            if key not in seeds:
+                seeds[key] = blind
             if disclosed:
                 listed = appended.get(key)
                 if listed is None:
                     appended[key] = [(idx, bytes(digest))]
-                    seeds[key] = blind
                 else:
                     listed.append((idx, bytes(digest)))
-        if records:
-            _sql(session, "INSERT INTO kiroku_completeness_record (idx, index_key, disclosed) "
-                          "VALUES (?, ?, ?)", records)
         if pending:
             _sql(session, "INSERT INTO kiroku_completeness_pending (idx, index_key, "
                           "disclose_after) VALUES (?, ?, ?)", pending)
@@ -415,48 +416,46 @@ class CompletenessIndex:
 
     def _apply(self, session: Session, appended: dict[bytes, list[tuple[int, bytes]]],
                seeds: dict[bytes, bytes], rebuild: set[bytes], retained: int,
+               known: dict[bytes, _Resident], lasts: dict[bytes, int],
                top: index_tree.Strata | None) -> tuple[bytes, index_tree.Strata]:
         """Extend the touched chains, write the residents' rows and the changed strata; returns
         the new root and the top strata as they now stand."""
-        keys = sorted(set(appended) | rebuild)
-        known = self._residents(session, keys)
-        inserts: list[tuple[bytes, bytes, bytes, int]] = []
-        updates: list[tuple[bytes, int, bytes]] = []
-        removed: list[bytes] = []
+        keys = sorted(set(lasts) | rebuild)
+        known.update(self._residents(session, sorted(rebuild - known.keys())))
+        inserts: list[tuple[bytes, bytes, bytes, int, int]] = []
+        updates: list[tuple[bytes, int, int, bytes]] = []
         leaves: dict[bytes, bytes | None] = {}
         leaf_hash, step = index_tree.leaf_hash, chain_step
         for key in keys:
             row = known.get(key)
-            if row is None and key not in seeds:
+            last = lasts.get(key, row.last if row is not None else None)
+            if last is None:
                 continue  # only erased records, never indexed: nothing to remove
-            seed = row[0] if row is not None else chain_seed(seeds[key])
+            seed = row.seed if row is not None else chain_seed(seeds[key])
             if key in rebuild:
                 chain, count = seed, 0
-                for idx, digest in self._records_of(session, key, retained):
+                for idx, digest in self._records_of(session, last, retained):
                     chain, count = step(chain, idx, digest), count + 1
             else:
-                chain, count = (row[1], row[2]) if row is not None else (seed, 0)
-                for idx, digest in appended[key]:
+                chain, count = (row.value, row.count) if row is not None else (seed, 0)
+                for idx, digest in appended.get(key, ()):
                     chain, count = step(chain, idx, digest), count + 1
-            if count == 0:
+            if count > 0:
+                leaves[key] = leaf_hash(key, chain)
+            elif row is not None and row.count > 0:
                 leaves[key] = None
-                if row is not None:
-                    removed.append(key)
-                continue
-            leaves[key] = leaf_hash(key, chain)
+            # The row stays while the resident has records, listed or not: it holds the head
+            # of their record chain.
             if row is None:
-                inserts.append((key, seed, chain, count))
+                inserts.append((key, seed, chain, count, last))
             else:
-                updates.append((chain, count, key))
+                updates.append((chain, count, last, key))
         if inserts:
             _sql(session, 'INSERT INTO kiroku_completeness_resident (index_key, seed, value, '
-                          '"count") VALUES (?, ?, ?, ?)', inserts)
+                          '"count", "last") VALUES (?, ?, ?, ?, ?)', inserts)
         if updates:
-            _sql(session, 'UPDATE kiroku_completeness_resident SET value = ?, "count" = ? '
-                          "WHERE index_key = ?", updates)
-        for chunk in _chunks(removed):
-            _sql(session, "DELETE FROM kiroku_completeness_resident WHERE index_key IN "
-                          f"({_marks(chunk)})", tuple(chunk))
+            _sql(session, 'UPDATE kiroku_completeness_resident SET value = ?, "count" = ?, '
+                          '"last" = ? WHERE index_key = ?', updates)
         tree = index_tree.TreeUpdate(lambda ids: self._read_strata(session, ids), top)
         root = tree.apply(leaves)
         rows = tree.rows()
@@ -473,14 +472,14 @@ class CompletenessIndex:
 
     # Reading -------------------------------------------------------------------------------
     @staticmethod
-    def _residents(session: Session, keys: list[bytes]) -> dict[bytes, tuple[bytes, bytes, int]]:
+    def _residents(session: Session, keys: list[bytes]) -> dict[bytes, _Resident]:
         found = {}
         for chunk in _chunks(keys):
-            for key, seed, value, count in _sql(
-                    session, 'SELECT index_key, seed, value, "count" FROM '
+            for key, seed, value, count, last in _sql(
+                    session, 'SELECT index_key, seed, value, "count", "last" FROM '
                              f"kiroku_completeness_resident WHERE index_key IN ({_marks(chunk)})",
                     tuple(chunk)):
-                found[bytes(key)] = (bytes(seed), bytes(value), int(count))
+                found[bytes(key)] = _Resident(bytes(seed), bytes(value), int(count), int(last))
         return found
 
     @staticmethod
@@ -494,15 +493,23 @@ class CompletenessIndex:
         return found
 
     @staticmethod
-    def _records_of(session: Session, key: bytes, retained: int, size: int | None = None
+    def _records_of(session: Session, last: int | None, retained: int, size: int | None = None
                     ) -> list[tuple[int, bytes]]:
-        query = (select(record_table.c.idx, log_entry.c.leaf_hash)
-                 .join(log_entry, log_entry.c.idx == record_table.c.idx)
-                 .where(record_table.c.index_key == key, record_table.c.disclosed.is_(True),
-                        record_table.c.idx >= retained))
-        if size is not None:
-            query = query.where(record_table.c.idx < size)
-        return [(int(i), bytes(h)) for i, h in session.execute(query.order_by(record_table.c.idx))]
+        """The disclosed records in [retained, size) of the resident whose latest record is
+        ``last``, in log order: a walk down their record chain (each row names the resident's
+        previous record), which stops at the retention horizon."""
+        if last is None:
+            return []
+        rows = _sql(session,
+                    "WITH RECURSIVE walk(idx, prev, disclosed) AS ("
+                    " SELECT idx, prev, disclosed FROM kiroku_completeness_record WHERE idx = ?"
+                    " UNION ALL SELECT r.idx, r.prev, r.disclosed FROM walk w"
+                    " JOIN kiroku_completeness_record r ON r.idx = w.prev WHERE w.prev >= ?)"
+                    " SELECT w.idx, e.leaf_hash FROM walk w"
+                    " JOIN kiroku_log_entry e ON e.idx = w.idx"
+                    " WHERE w.disclosed = ? AND w.idx >= ? AND w.idx < ? ORDER BY w.idx",
+                    (last, retained, True, retained, size if size is not None else 2**62))
+        return [(int(i), bytes(h)) for i, h in rows]
 
     def latest_note(self) -> IndexNote | None:
         with self.log.transaction(commit=False) as session:
@@ -518,12 +525,14 @@ class CompletenessIndex:
                 note = _latest(session)
                 if note is None:
                     raise NotFound("no completeness index has been signed yet")
-                records = self._records_of(session, key, note.retained_from, note.size)
+                mine = self._residents(session, [key]).get(key)
+                records = self._records_of(session, mine.last if mine is not None else None,
+                                           note.retained_from, note.size)
                 siblings, other = index_tree.prove(lambda ids: self._read_strata(session, ids),
                                                    key)
                 neighbour = None
                 if other is not None and other != key:
-                    value = self._residents(session, [other])[other][1]
+                    value = self._residents(session, [other])[other].value
                     neighbour = {"index_key": b64encode(other), "value": b64encode(value)}
                 checkpoint = session.execute(
                     select(checkpoint_table.c.note).where(checkpoint_table.c.tree_size == note.size)
@@ -567,6 +576,35 @@ class CompletenessIndex:
                 records.append([int(idx), b64encode(bytes(digest))])
             if current is not None:
                 yield _dump_line(current, values, records)
+
+
+@dataclass(frozen=True, slots=True)
+class _Resident:
+    """A resident's row: chain seed, leaf value, listed records, latest record (any)."""
+
+    seed: bytes
+    value: bytes
+    count: int
+    last: int
+
+
+def _link(session: Session, records: list[tuple[int, bytes, bool]],
+          known: dict[bytes, _Resident]) -> dict[bytes, int]:
+    """Write the new records, each naming its resident's previous record, so the writes only
+    append (log order is key order); returns each touched resident's latest record."""
+    lasts: dict[bytes, int] = {}
+    rows = []
+    for idx, key, disclosed in records:
+        prev = lasts.get(key)
+        if prev is None:
+            row = known.get(key)
+            prev = row.last if row is not None else None
+        rows.append((idx, key, disclosed, prev))
+        lasts[key] = idx
+    if rows:
+        _sql(session, "INSERT INTO kiroku_completeness_record (idx, index_key, disclosed, prev) "
+                      "VALUES (?, ?, ?, ?)", rows)
+    return lasts
 
 
 @dataclass(frozen=True)

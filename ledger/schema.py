@@ -81,15 +81,16 @@ witness_state = Table(
 # Completeness index (docs/completeness.md): the state as of the latest signed index note.
 
 #: Every provision entry the index has read whose payload was still there: which index key its
-#: subject has and whether the resident sees it (not 不開示). Rows below the retention horizon
-#: are deleted once their payloads are erased.
+#: subject has, whether the resident sees it (not 不開示), and the resident's previous record
+#: (a chain from the resident's ``last``, so writes only append in log order: no index on the
+#: random keys). Rows below the retention horizon are deleted once their payloads are erased.
 completeness_record = Table(
     "kiroku_completeness_record",
     metadata,
     Column("idx", _BigInt, primary_key=True, autoincrement=False),
     Column("index_key", LargeBinary, nullable=False),
     Column("disclosed", Boolean, nullable=False),
-    Index("kiroku_completeness_record_key_idx", "index_key", "idx"),
+    Column("prev", _BigInt, nullable=True),
 )
 
 #: Records withheld at the latest index note only by flags that all lapse (disclose_after): when
@@ -104,7 +105,8 @@ completeness_pending = Table(
     Index("kiroku_completeness_pending_due_idx", "disclose_after"),
 )
 
-#: One row per resident with disclosed records: the chain seed, the leaf value and its length.
+#: One row per resident with records: the chain seed, the leaf value and how many disclosed
+#: records it chains (0: no leaf), and the resident's latest record (the head of the chain).
 completeness_resident = Table(
     "kiroku_completeness_resident",
     metadata,
@@ -112,6 +114,7 @@ completeness_resident = Table(
     Column("seed", LargeBinary, nullable=False),
     Column("value", LargeBinary, nullable=False),
     Column("count", _BigInt, nullable=False),
+    Column("last", _BigInt, nullable=False),
 )
 
 #: The sparse Merkle tree's stored positions, 8 levels to a row (ledger.index_tree "Storage").

@@ -24,9 +24,10 @@ def upgrade() -> None:
         sa.Column("idx", _BigInt, primary_key=True, autoincrement=False),
         sa.Column("index_key", sa.LargeBinary(), nullable=False),
         sa.Column("disclosed", sa.Boolean(), nullable=False),
+        # The resident's previous record: a per-resident chain instead of an index on the
+        # random keys, so record writes only append (bench/README.md).
+        sa.Column("prev", _BigInt, nullable=True),
     )
-    op.create_index("kiroku_completeness_record_key_idx", "kiroku_completeness_record",
-                    ["index_key", "idx"])
     # Records withheld only until a disclose_after (docs/completeness.md "Which records").
     op.create_table(
         "kiroku_completeness_pending",
@@ -42,6 +43,7 @@ def upgrade() -> None:
         sa.Column("seed", sa.LargeBinary(), nullable=False),
         sa.Column("value", sa.LargeBinary(), nullable=False),
         sa.Column("count", _BigInt, nullable=False),
+        sa.Column("last", _BigInt, nullable=False),
     )
     # The sparse Merkle tree's positions, 8 levels to a row (ledger.index_tree "Storage").
     op.create_table(
@@ -66,5 +68,4 @@ def downgrade() -> None:
     op.drop_table("kiroku_completeness_resident")
     op.drop_index("kiroku_completeness_pending_due_idx", table_name="kiroku_completeness_pending")
     op.drop_table("kiroku_completeness_pending")
-    op.drop_index("kiroku_completeness_record_key_idx", table_name="kiroku_completeness_record")
     op.drop_table("kiroku_completeness_record")

@@ -197,7 +197,8 @@ def _rebuilt_strata(world: World) -> tuple[bytes, dict[bytes, dict[int, bytes]]]
     """(root, strata) of a tree built from nothing over the stored residents' values."""
     with world.ledger.log.transaction(commit=False) as session:
         values = {bytes(k): bytes(v) for k, v in session.execute(
-            select(completeness_resident.c.index_key, completeness_resident.c.value))}
+            select(completeness_resident.c.index_key, completeness_resident.c.value)
+            .where(completeness_resident.c.count > 0))}
     fresh = index_tree.TreeUpdate(lambda ids: {})
     root = fresh.apply({k: index_tree.leaf_hash(k, v) for k, v in values.items()})
     assert root == index_tree.compact_root(values)
