@@ -554,6 +554,36 @@ def log_completeness_key() -> None:
         click.echo(load_or_create_secret(secret_path(settings.key_dir)).hex())
 
 
+@log.command("link-code-dump")
+@click.option("--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="File to write (created or replaced with mode 0600).")
+def log_link_code_dump(out: Path) -> None:
+    """Write the link-code registry for an auditor (JSON Lines {"agency", "code", "subject"}):
+    with it, 'kiroku verify EXPORT --completeness-key FILE --link-codes FILE …' resolves the
+    export's version-2 provisions. Personal data: it links every agency's codes to pseudonyms.
+    Give it to auditors only and handle it like the completeness key (docs/completeness.md)."""
+    import os
+
+    with _errors():
+        ledger = _open_ledger(_settings())
+        tmp = out.with_name(out.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # a leftover temporary file keeps its own mode otherwise
+        count = 0
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                for row in ledger.link_codes.dump():
+                    handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+                    count += 1
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, out)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        click.echo(f"wrote {count} link codes to {out} (mode 0600; for auditors only)", err=True)
+
+
 @log.command("export")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="File (default: stdout).")
 @click.option("--start", default=0, show_default=True)

@@ -30,7 +30,7 @@ import os
 import re
 import secrets
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -181,6 +181,16 @@ def residents_of(session: Session, payloads: Sequence[Mapping[str, Any] | None]
     return out
 
 
+def dump_codes(session: Session) -> Iterator[dict[str, str]]:
+    """The registry's rows (agency, code → pseudonym), streamed in (agency, code) order: what an
+    auditor needs to resolve an export's version-2 provisions (docs/completeness.md)."""
+    rows = session.execute(select(table.c.agency, table.c.code, table.c.subject)
+                           .order_by(table.c.agency, table.c.code)
+                           .execution_options(yield_per=_IN * 10))
+    for agency, code, subject in rows:
+        yield {"agency": agency, "code": code, "subject": subject}
+
+
 # The registry -------------------------------------------------------------------------------
 class LinkCodeRegistry:
     """Issues codes and checks version-2 payloads against them. Thread-safe: each call is its
@@ -282,6 +292,13 @@ class LinkCodeRegistry:
                 "payload.requester_code and payload.provider_code stand for two different "
                 "residents; both must be the codes of the one resident the provision is about")
         return subjects[0]
+
+    def dump(self) -> Iterator[dict[str, str]]:
+        """Every issued code as ``{"agency", "code", "subject"}``, ordered by agency and code,
+        read in one transaction (``kiroku log link-code-dump``). Personal data: for auditors
+        only, handled like the completeness key (docs/completeness.md)."""
+        with self._log.transaction(commit=False) as session:
+            yield from dump_codes(session)
 
     def residents_of(self, payloads: Sequence[Mapping[str, Any] | None]) -> list[str | None]:
         """``residents_of`` in one transaction of its own."""

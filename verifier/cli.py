@@ -341,6 +341,9 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--index-dump", metavar="FILE",
                     help="the operator's index dump (kiroku log completeness-dump): names the "
                     "index keys and log indices that differ")
+    ex.add_argument("--link-codes", metavar="FILE",
+                    help="the operator's link-code dump (kiroku log link-code-dump): resolves "
+                    "version-2 provisions for the completeness recomputation")
     _witness_options(ex)
     inc = sub.add_parser("inclusion", help="verify an inclusion proof (JSON)")
     inc.add_argument("proof")
@@ -408,11 +411,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = export_command(args.export, args.checkpoint, args.vkey, as_json=args.json,
                               signatures=not args.no_signatures, workers=args.workers,
                               witnesses=args.witness, quorum=args.quorum)
-        if code == EXIT_OK and (args.completeness_key or args.index_note or args.index_dump):
+        if code == EXIT_OK and (args.completeness_key or args.index_note or args.index_dump
+                                or args.link_codes):
             from verifier.completeness import audit_command
 
             return audit_command(args.export, args.vkey[0], args.completeness_key,
-                                 args.index_note, args.index_dump)
+                                 args.index_note, args.index_dump, args.link_codes)
         return code
     if args.command == "completeness":
         from verifier import completeness

@@ -321,9 +321,12 @@ def recompute_index(lines: Iterable[bytes], secret: bytes, size: int, *,
     ``sizes``. The export itself is checked by ``verify_export``; here each line's leaf hash
     is recomputed from its leaf bytes so a record is named by the hash the log committed to.
     ``resolve``: the resident pseudonym of a version-2 payload (link codes, which only the
-    operator's registry resolves); without it such a payload is unusable input.
+    operator's registry resolves, e.g. ``LinkCodes`` over its dump); without it such a payload
+    is unusable input. A payload ``resolve`` rejects with ``UnresolvedLinkCode`` is named by
+    log index in the one UnresolvedLinkCode raised after the whole export was read.
     """
     out = RecomputedIndex()
+    unresolved: list[tuple[int, str]] = []  # (log index, why) of version-2 payloads
     wanted = {n - 1 for n in (*sizes, size) if n > 0}
     ids: dict[uuid.UUID, int] = {}  # provision id -> its log index
     for raw in lines:
@@ -352,17 +355,27 @@ def recompute_index(lines: Iterable[bytes], secret: bytes, size: int, *,
             out.erased.append(index)
             continue
         try:
-            if "subject" in payload or resolve is None:
+            if "subject" in payload:
                 subject = payload["subject"]
+            elif resolve is None:
+                if "requester_code" in payload:
+                    raise UnusableInput(
+                        f"log index {index} is a version-2 provision (link codes, no subject): "
+                        "recomputing the index needs the operator's link-code dump ('kiroku "
+                        "log link-code-dump'; give it with --link-codes)")
+                raise KeyError("subject")
             else:
-                subject = resolve(payload)
+                try:
+                    subject = resolve(payload)
+                except UnresolvedLinkCode as exc:
+                    unresolved.append((index, str(exc)))
+                    continue
             hidden, after = payload["non_disclosure"], payload.get("disclose_after")
             ids[uuid.uuid5(PROVISION_NAMESPACE,
                            f"provision:{fields['agency']}:{payload['request_id']}")] = index
         except (KeyError, TypeError):
-            raise UnusableInput(f"export line {index}: provision payload without subject (a "
-                                "version-2 payload needs the operator's link-code registry)"
-                                ) from None
+            raise UnusableInput(f"export line {index}: provision payload without subject or "
+                                "link codes") from None
         key = index_key(secret, subject)
         out.retained[index] = key
         # docs/log-format.md "Flags": the payload's own 不開示 or delayed disclosure is the
@@ -373,6 +386,11 @@ def recompute_index(lines: Iterable[bytes], secret: bytes, size: int, *,
         out.records.setdefault(key, []).append((index, digest))
         if key not in out.blinds:
             out.blinds[key] = blind(secret, subject)
+    if unresolved:
+        shown = "; ".join(f"log index {i}: {why}" for i, why in unresolved[:20])
+        raise UnresolvedLinkCode(
+            f"{len(unresolved)} version-2 provisions cannot be resolved with the link-code dump "
+            f"({shown}{' …' if len(unresolved) > 20 else ''})")
     return out
 
 
@@ -389,6 +407,65 @@ def _read_flag(out: RecomputedIndex, ids: Mapping[uuid.UUID, int], index: int,
         raise UnusableInput(f"export line {index}: not a flag payload") from None
     if record is not None:  # the log refuses a flag on a provision it does not hold
         out.flags.setdefault(record, []).append(change)
+
+
+class UnresolvedLinkCode(CompletenessError):
+    """A version-2 provision's link codes do not resolve, through the operator's link-code
+    dump, to one resident: the dump is not the registry the log checked them against."""
+
+    kind = "link-code-unresolved"
+
+
+class LinkCodes:
+    """The operator's link-code registry as handed to an auditor (``kiroku log
+    link-code-dump``: JSON Lines ``{"agency", "code", "subject"}``), read here independently.
+
+    Called with a version-2 provision payload, it returns the pseudonym both link codes stand
+    for: the requester's code must be one issued to ``requester``, the provider's one issued to
+    ``provider``, and both must name the same resident. Messages never carry a pseudonym."""
+
+    def __init__(self, codes: Mapping[tuple[str, str], str]) -> None:
+        self._codes = dict(codes)
+
+    def __len__(self) -> int:
+        return len(self._codes)
+
+    @classmethod
+    def from_jsonl(cls, text: bytes) -> LinkCodes:
+        codes: dict[tuple[str, str], str] = {}
+        for number, raw in enumerate(text.splitlines(), 1):
+            if not raw.strip():
+                continue
+            try:
+                row = json.loads(raw)
+                agency, code, subject = row["agency"], row["code"], row["subject"]
+            except (ValueError, KeyError, TypeError) as exc:
+                raise MalformedCompleteness(
+                    f"link-code dump line {number}: not {{agency, code, subject}} "
+                    f"({type(exc).__name__})") from None
+            if not all(isinstance(v, str) and v for v in (agency, code, subject)):
+                raise MalformedCompleteness(f"link-code dump line {number}: agency, code and "
+                                            "subject must be non-empty strings")
+            if codes.setdefault((agency, code), subject) != subject:
+                raise MalformedCompleteness(f"link-code dump line {number}: agency {agency!r} "
+                                            "has this code for two different residents")
+        return cls(codes)
+
+    def __call__(self, payload: Mapping[str, Any]) -> str:
+        subjects = []
+        for role in ("requester", "provider"):
+            agency, code = payload.get(role), payload.get(f"{role}_code")
+            if not isinstance(agency, str) or not isinstance(code, str):
+                raise UnresolvedLinkCode(f"no {role} or {role}_code")
+            subject = self._codes.get((agency, code))
+            if subject is None:
+                raise UnresolvedLinkCode(
+                    f"{role}_code is not in the dump as a code of the {role} {agency!r}")
+            subjects.append(subject)
+        if subjects[0] != subjects[1]:
+            raise UnresolvedLinkCode("requester_code and provider_code resolve to two different "
+                                     "residents")
+        return subjects[0]
 
 
 @dataclass(frozen=True)
@@ -498,16 +575,20 @@ def read_secret(text: bytes) -> bytes:
 
 
 def audit_command(export: str, vkey: str, key_file: str | None, notes: Sequence[str],
-                  dump_file: str | None) -> int:
-    """``verify EXPORT --completeness-key K --index-note N…``: after the export verified,
-    recompute the index and compare it with each signed index note."""
+                  dump_file: str | None, link_codes_file: str | None = None) -> int:
+    """``verify EXPORT --completeness-key K --index-note N… [--link-codes L]``: after the
+    export verified, recompute the index (resolving version-2 provisions through the link-code
+    dump L) and compare it with each signed index note."""
     from verifier.cli import EXIT_FAILED, EXIT_OK, EXIT_UNUSABLE, _read, load_vkey
 
     try:
         if key_file is None:
-            raise UnusableInput("--index-note and --index-dump need --completeness-key")
+            raise UnusableInput("--index-note, --index-dump and --link-codes need "
+                                "--completeness-key")
         verifier = load_vkey(vkey)
         secret = read_secret(_read(key_file, "completeness key"))
+        resolve = (LinkCodes.from_jsonl(_read(link_codes_file, "link-code dump"))
+                   if link_codes_file is not None else None)
         texts = [_read(n, "index note") for n in notes]
         dump_note, dump = (None, None)
         if dump_file is not None:
@@ -519,7 +600,7 @@ def audit_command(export: str, vkey: str, key_file: str | None, notes: Sequence[
         top = max(n.size for n, _ in parsed)
         with open(export, "rb") as stream:
             index = recompute_index((line for line in stream), secret, top,
-                                    sizes=[n.size for n, _ in parsed])
+                                    sizes=[n.size for n, _ in parsed], resolve=resolve)
         seen: set[int] = set()
         for note, text in parsed:
             if note.size in seen:
