@@ -14,6 +14,7 @@ Each rule is a pure function over the agency's audit rows (fields ``idx``, ``sub
 
 from __future__ import annotations
 
+import hashlib
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -105,8 +106,8 @@ def bursts(rows: Iterable[Any], rules: Rules = Rules()) -> list[dict[str, Any]]:
     found = []
     for subject, group in by_subject.items():
         for run in _dense_runs(group, rules.burst_count, window):
-            found.append({"subject": subject, **_describe(run)})
-    return sorted(found, key=lambda f: (f["first_at"], f["subject"]))
+            found.append({"resident": resident_ref(subject), **_describe(run)})
+    return sorted(found, key=lambda f: (f["first_at"], f["resident"]))
 
 
 def repeated_lookups(rows: Iterable[Any], rules: Rules = Rules()) -> list[dict[str, Any]]:
@@ -117,8 +118,17 @@ def repeated_lookups(rows: Iterable[Any], rules: Rules = Rules()) -> list[dict[s
     found = []
     for (subject, affair), group in by_key.items():
         for run in _dense_runs(group, rules.repeat_count, window):
-            found.append({"subject": subject, "affair": affair, **_describe(run)})
-    return sorted(found, key=lambda f: (f["first_at"], f["subject"], f["affair"]))
+            found.append({"resident": resident_ref(subject), "affair": affair,
+                          **_describe(run)})
+    return sorted(found, key=lambda f: (f["first_at"], f["resident"], f["affair"]))
+
+
+def resident_ref(subject: str) -> str:
+    """How a report names the resident an anomaly is about: not the identifier itself (the
+    pseudonym, or the requesting agency's own link code) but the first 16 hex digits of its
+    SHA-256, so the report carries no resident identifier while an auditor holding the
+    export, or the agency holding its own codes, can still find the records it points to."""
+    return hashlib.sha256(subject.encode()).hexdigest()[:16]
 
 
 def _dense_runs(group: list[Any], count: int, window: int) -> list[list[Any]]:

@@ -155,7 +155,7 @@ def _anomaly_lines(report: dict[str, Any]) -> Iterable[dict[str, Any]]:
         for item in found[key]:
             what = f" for affair {item['affair']}" if "affair" in item else ""
             yield {"kind": kind,
-                   "detail": f"{item['requests']} requests about {item['subject']}{what} from "
+                   "detail": f"{item['requests']} requests about resident {item['resident']}{what} from "
                              f"{item['first_at']} to {item['last_at']}"}
 
 

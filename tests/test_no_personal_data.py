@@ -317,14 +317,7 @@ def test_a_whole_scenario_writes_no_personal_data_outside_the_database(
         needles[f"link code {n}"] = link
     leaks = {f"{what} in {where}" for where, found in seen.outside.items()
              for what, value in needles.items() if value in found}
-    # Leaks found and reported, outside this change's files; each entry names where it comes
-    # from. When one is fixed this test fails too: delete its entry then.
-    known = {
-        # projections/report.py: the anomalies' detail names the resident's pseudonym
-        # ("N requests about subj-… from … to …") in the agency report auditors read.
-        "pseudonym in auditor /v1/agencies/JHIA/report body (200)",
-    }
-    assert leaks == known, "\n".join(sorted(leaks ^ known))
+    assert not leaks, "\n".join(sorted(leaks))
     # The search sees what it should: the resident's own reads hold their records.
     assert seen.own and any(b"npd-" in body for body in seen.own.values())
     assert len(seen.outside) > 60

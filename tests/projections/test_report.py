@@ -3,11 +3,13 @@ not on a normal one."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from projections.anomalies import resident_ref
 from projections.errors import UnknownAgency
 from projections.report import AgencyReport, write_charts, write_csv
 from projections.runner import catch_up
@@ -66,7 +68,8 @@ def test_a_burst_against_one_resident_is_flagged(world: World) -> None:
 
     found = _report(world)["anomalies"]["bursts"]
 
-    assert [(b["subject"], b["requests"]) for b in found] == [("subj-target", 6)]
+    assert [(b["resident"], b["requests"]) for b in found] == [(resident_ref("subj-target"), 6)]
+    assert "subj-target" not in json.dumps(_report(world))  # the report names no resident
 
 
 def test_the_same_resident_looked_up_again_and_again_is_flagged(world: World) -> None:
@@ -78,8 +81,8 @@ def test_the_same_resident_looked_up_again_and_again_is_flagged(world: World) ->
     report = _report(world)
     found = report["anomalies"]["repeated_lookups"]
 
-    assert [(r["subject"], r["affair"], r["requests"]) for r in found] == [
-        ("subj-again", world.basis.affair_id, 4)]
+    assert [(r["resident"], r["affair"], r["requests"]) for r in found] == [
+        (resident_ref("subj-again"), world.basis.affair_id, 4)]
     assert report["anomalies"]["bursts"] == []  # days apart: not a burst
 
 
