@@ -47,6 +47,7 @@ from api.web.sessions import CSRF_COOKIE
 from kiroku.client import sign_login
 from ledger.keys import SigningKey
 from ledger.signing import sign_statement
+from tests.dbutil import PG_SKIP_REASON, postgres_available, postgres_database
 
 ROOT = Path(__file__).resolve().parents[1]
 SUBJECT = "subj-NPDRESIDENT00000001"
@@ -104,6 +105,7 @@ class Scenario:
     env: dict[str, str]
     seen: Seen
     url: str = ""
+    db: str = ""  # the database URL the service and the command line use
 
     def kiroku(self, label: str, *args: str, input: str | None = None, code: int = 0) -> str:
         done = subprocess.run([sys.executable, "-m", "kiroku", *args], env=self.env, cwd=ROOT,
@@ -118,10 +120,20 @@ class Scenario:
         return done.stdout.decode()
 
 
-@pytest.fixture
-def scenario(tmp_path: Path) -> Iterator[Scenario]:
+@pytest.fixture(params=["sqlite", "postgres"])
+def scenario(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Scenario]:
     if not sys.platform.startswith("linux"):
         pytest.skip("kiroku serve's workers need Linux")
+    if request.param == "postgres":
+        if not postgres_available():
+            pytest.skip(PG_SKIP_REASON)
+        with postgres_database(migrate=False) as url:
+            yield from _scenario(tmp_path, url)
+    else:
+        yield from _scenario(tmp_path, "")
+
+
+def _scenario(tmp_path: Path, url: str) -> Iterator[Scenario]:
     home = tmp_path / "home"
     auditor = SigningKey.generate()
     auditor.save(tmp_path / "auditor.key")
@@ -132,12 +144,14 @@ def scenario(tmp_path: Path) -> Iterator[Scenario]:
                KIROKU_CHECKPOINT_INTERVAL="0.2", KIROKU_PROJECTION_INTERVAL="0.2")
     for name in ("KIROKU_DATABASE_URL", "KIROKU_DEMO", "KIROKU_KEY_DIR"):
         env.pop(name, None)
-    yield Scenario(home, env, Seen())
+    if url:
+        env["KIROKU_DATABASE_URL"] = url
+    yield Scenario(home, env, Seen(), db=url or f"sqlite:///{home / 'kiroku.sqlite3'}")
 
 
-def _link_codes(home: Path) -> list[bytes]:
+def _link_codes(url: str) -> list[bytes]:
     """The registry's codes (if the link-code feature is there): every text value of its tables."""
-    engine = create_engine(f"sqlite:///{home / 'kiroku.sqlite3'}")
+    engine = create_engine(url)
     codes: list[bytes] = []
     try:
         with engine.connect() as connection:
@@ -313,7 +327,7 @@ def test_a_whole_scenario_writes_no_personal_data_outside_the_database(
                "serial (decimal)": str(cert.serial_number).encode(),
                "stranger's subject": stranger.subject.rfc4514_string().encode(),
                "stranger's serial": format(stranger.serial_number, "x").encode()}
-    for n, link in enumerate(_link_codes(scenario.home)):
+    for n, link in enumerate(_link_codes(scenario.db)):
         needles[f"link code {n}"] = link
     leaks = {f"{what} in {where}" for where, found in seen.outside.items()
              for what, value in needles.items() if value in found}
