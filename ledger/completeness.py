@@ -407,9 +407,10 @@ class CompletenessIndex:
 
     def _drop_below(self, session: Session, horizon: int) -> set[bytes]:
         """Forget records below the horizon; returns the keys whose chains must be rebuilt."""
+        # Every resident with a record below the horizon, listed or not: a chain that loses all
+        # its records loses its row too (_apply), so no keyed pseudonym of them stays behind.
         keys = {bytes(k) for (k,) in session.execute(
-            select(record_table.c.index_key).distinct()
-            .where(record_table.c.idx < horizon, record_table.c.disclosed.is_(True)))}
+            select(record_table.c.index_key).distinct().where(record_table.c.idx < horizon))}
         session.execute(delete(record_table).where(record_table.c.idx < horizon))
         session.execute(delete(pending_table).where(pending_table.c.idx < horizon))
         return keys
@@ -424,6 +425,7 @@ class CompletenessIndex:
         known.update(self._residents(session, sorted(rebuild - known.keys())))
         inserts: list[tuple[bytes, bytes, bytes, int, int]] = []
         updates: list[tuple[bytes, int, int, bytes]] = []
+        deletes: list[tuple[bytes]] = []
         leaves: dict[bytes, bytes | None] = {}
         leaf_hash, step = index_tree.leaf_hash, chain_step
         for key in keys:
@@ -431,6 +433,15 @@ class CompletenessIndex:
             last = lasts.get(key, row.last if row is not None else None)
             if last is None:
                 continue  # only erased records, never indexed: nothing to remove
+            if key in rebuild and last < retained:
+                # Every record of this resident is below the retention horizon (erased): the row
+                # would only keep a keyed pseudonym of someone whose records are gone
+                # (docs/residents.md "Retention").
+                if row is not None:
+                    deletes.append((key,))
+                    if row.count > 0:
+                        leaves[key] = None
+                continue
             seed = row.seed if row is not None else chain_seed(seeds[key])
             if key in rebuild:
                 chain, count = seed, 0
@@ -456,6 +467,8 @@ class CompletenessIndex:
         if updates:
             _sql(session, 'UPDATE kiroku_completeness_resident SET value = ?, "count" = ?, '
                           '"last" = ? WHERE index_key = ?', updates)
+        if deletes:
+            _sql(session, "DELETE FROM kiroku_completeness_resident WHERE index_key = ?", deletes)
         tree = index_tree.TreeUpdate(lambda ids: self._read_strata(session, ids), top)
         root = tree.apply(leaves)
         rows = tree.rows()

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from ledger.encoding import format_time
+from projections.anomalies import resident_ref
 from tests.api.conftest import SUBJECT_A, SUBJECT_B, Env, _build
 from tests.api.test_web_pages import login
 from tests.dbutil import PG_SKIP_REASON, postgres_available, postgres_database, sqlite_database
@@ -110,7 +111,8 @@ def test_an_agency_reads_only_its_own_code(env: Env) -> None:
     # The requester Y's report flags the burst under Y's own code.
     report = env.get("Y", f"/v1/agencies/{env.y}/report")
     assert report.status_code == 200, report.text
-    assert [b["subject"] for b in report.json()["anomalies"]["bursts"]] == [codes[env.y]]
+    assert [b["resident"] for b in report.json()["anomalies"]["bursts"]] == [
+        resident_ref(codes[env.y])]
     page = login(env, "Y").get("/agency")
     assert page.status_code == 200
     for seen in (report.text, page.text, login(env, "Y").get("/agency/csv/anomalies").text):

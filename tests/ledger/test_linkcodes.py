@@ -21,6 +21,7 @@ from ledger import errors
 from ledger.encoding import format_time
 from ledger.linkcodes import key_path
 from ledger.signing import sign_statement
+from projections.anomalies import resident_ref
 from projections.report import AgencyReport
 from projections.resident import ResidentRecords
 from projections.runner import runner_for
@@ -212,7 +213,8 @@ def test_what_agencies_see_never_links_them(world: World) -> None:
     for agency in (kyokai, second):
         report = reports.get(agency)
         bursts = report["anomalies"]["bursts"]
-        assert [b["subject"] for b in bursts] == [codes[agency]]  # its own code, no pseudonym
+        # named by a digest of its own code: no pseudonym, no other agency's code
+        assert [b["resident"] for b in bursts] == [resident_ref(codes[agency])]
         seen[agency] = json.dumps(report, ensure_ascii=False)
     for agency, text in seen.items():
         assert SUBJECT not in text
