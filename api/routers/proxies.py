@@ -132,10 +132,19 @@ def register(body: ProxyRequest, resident: ResidentDep, services: ServicesDep
     issue, a revoked one, your own, or an unknown relationship; 409 if already registered."""
     if resident.subject.startswith(PROXY_IDENTITY_PREFIX):
         raise Forbidden("a proxy identity has no records of its own and cannot name proxies")
-    if body.relationship not in RELATIONSHIPS:
+    return dict(register_proxy(services, resident.subject, body.certificate,
+                               body.relationship).to_json())
+
+
+def register_proxy(services: Services, principal: str, certificate: str, relationship: str
+                   ) -> ProxyRegistration:
+    """Register the holder of ``certificate`` (issued by a trusted resident CA) as
+    ``principal``'s proxy; a certificate already registered (a parent's own card) makes its
+    holder the proxy, any other becomes a new proxy identity. The API and the pages share it."""
+    if relationship not in RELATIONSHIPS:
         raise InvalidProxy(f"relationship must be one of {sorted(RELATIONSHIPS)}")
     try:
-        cert = parse_certificate(body.certificate)
+        cert = parse_certificate(certificate)
         check_certificate(cert, services.anchors)
     except Unauthenticated as exc:
         raise InvalidProxy(f"the proxy's certificate cannot be used: {exc}") from None
@@ -143,8 +152,8 @@ def register(body: ProxyRequest, resident: ResidentDep, services: ServicesDep
     if holder is None:
         holder = new_proxy_identity()
         services.credentials.register(cert, holder)
-    registration, _ = services.ledger.register_proxy(resident.subject, holder, body.relationship)
-    return dict(registration.to_json())
+    registration, _ = services.ledger.register_proxy(principal, holder, relationship)
+    return registration
 
 
 def _holder_of(services: Services, cert_sha256: str) -> str | None:

@@ -16,8 +16,8 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import RedirectResponse, Response
 
 from api.deps import ServicesDep
-from api.errors import ResourceNotFound, Unauthenticated
-from api.residents import check_certificate, fingerprint, parse_certificate
+from api.errors import ResourceNotFound
+from api.routers.proxies import register_proxy as register_for
 from api.services import Services
 from api.web import sessions
 from api.web.pages import PageNotFound, ResidentPage
@@ -32,7 +32,6 @@ from ledger.proxies import (
     get_for_holder,
     list_for_holder,
     list_for_principal,
-    new_proxy_identity,
 )
 
 router = APIRouter(include_in_schema=False)
@@ -71,24 +70,9 @@ async def register_proxy(request: Request, resident: ResidentPage, services: Ser
 
 
 def _register(services: Services, principal: str, pem: str, relationship: str) -> None:
-    """As POST /v1/me/proxies: the certificate must come from a trusted resident CA; a
-    certificate already registered (a parent's own card) makes its holder the proxy."""
     if principal.startswith(PROXY_IDENTITY_PREFIX):
         raise InvalidProxy("a proxy identity has no records of its own and cannot name proxies")
-    if relationship not in RELATIONSHIPS:
-        raise InvalidProxy(f"relationship must be one of {sorted(RELATIONSHIPS)}")
-    try:
-        cert = parse_certificate(pem)
-        check_certificate(cert, services.anchors)
-    except Unauthenticated as exc:
-        raise InvalidProxy(f"the proxy's certificate cannot be used: {exc}") from None
-    from api.routers.proxies import _holder_of
-
-    holder = _holder_of(services, fingerprint(cert))
-    if holder is None:
-        holder = new_proxy_identity()
-        services.credentials.register(cert, holder)
-    services.ledger.register_proxy(principal, holder, relationship)
+    register_for(services, principal, pem, relationship)
 
 
 @router.post("/me/proxies/{registration_id}/cancel")
