@@ -33,15 +33,14 @@ from sqlalchemy import select
 from ledger.domain import Logged, Provision
 from ledger.encoding import format_time, now_utc, parse_time
 from ledger.errors import (
-    LedgerError,
     MalformedStatement,
     StatementRejected,
     SubmitterNotParty,
 )
-from ledger.provision import CLOCK_SKEW
 from ledger.schema import log_entry
-from ledger.signing import check_shape, verify_commitment, verify_signature
+from ledger.signing import check_shape
 from ledger.storage import AppendedEntry
+from ledger.submitters import check_agency_statement
 
 if TYPE_CHECKING:
     from ledger.application import Ledger, Receipt
@@ -273,24 +272,7 @@ def append_flag(ledger: Ledger, submission: Any) -> Receipt:
     payload = FlagPayload.parse(submission["payload"])
     now = now_utc()
     moment = parse_time(statement["time"], field="statement.time")
-    submitter = statement["agency"]
-    ledger.refresh_registry(force=False)
-    try:
-        agency = ledger.registry.agency(submitter)
-    except StatementRejected:
-        ledger.refresh_registry()
-        agency = ledger.registry.agency(submitter)
-    key = ledger.registry.key_for(submitter, statement["key_id"], moment, now)
-    if moment > now + CLOCK_SKEW:
-        raise _time_in_future(moment, now)
-    if moment < agency.registered_at:
-        from ledger.errors import TimeBeforeRegistration
-
-        raise TimeBeforeRegistration(
-            f"statement.time {moment.isoformat()} is before the agency's registration at "
-            f"{agency.registered_at.isoformat()}")
-    verify_signature(statement, submission["signature"], key.public_key)
-    verify_commitment(statement, submission["payload"], submission["salt"])
+    agency = check_agency_statement(ledger, submission, moment, now)
     for attempt in range(3):
         try:
             found = _append_checked(ledger, submission, payload, agency.kind, moment, now)
@@ -355,13 +337,6 @@ def _same_statement(ledger: Ledger, session: Any, provision: uuid.UUID,
                                                           submission["signature"]):
             return AppendedEntry(int(row.idx), int(row.id), bytes(row.leaf), bytes(row.leaf_hash))
     return None
-
-
-def _time_in_future(moment: datetime, now: datetime) -> LedgerError:
-    from ledger.errors import TimeInFuture
-
-    return TimeInFuture(f"statement.time {moment.isoformat()} is in the future "
-                        f"(log time {now.isoformat()})")
 
 
 def flag_payload(provision: uuid.UUID | str, flag: str, *, set: bool, reason: str,

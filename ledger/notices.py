@@ -40,14 +40,12 @@ from ledger.errors import (
     LinkCodeOfAnotherAgency,
     MalformedStatement,
     StatementRejected,
-    TimeBeforeRegistration,
-    TimeInFuture,
     UnknownLinkCode,
 )
-from ledger.provision import CLOCK_SKEW
 from ledger.schema import log_entry
-from ledger.signing import check_shape, verify_commitment, verify_signature
+from ledger.signing import check_shape
 from ledger.storage import AppendedEntry, writing
+from ledger.submitters import check_agency_statement
 
 if TYPE_CHECKING:
     from ledger.application import Ledger, Receipt
@@ -262,22 +260,7 @@ def append_notice(ledger: Ledger, submission: Any) -> Receipt:
     payload = NoticePayload.parse(submission["payload"])
     now = now_utc()
     moment = parse_time(statement["time"], field="statement.time")
-    ledger.refresh_registry(force=False)
-    try:
-        agency = ledger.registry.agency(submitter)
-    except StatementRejected:
-        ledger.refresh_registry()
-        agency = ledger.registry.agency(submitter)
-    key = ledger.registry.key_for(submitter, statement["key_id"], moment, now)
-    if moment > now + CLOCK_SKEW:
-        raise TimeInFuture(f"statement.time {moment.isoformat()} is in the future "
-                           f"(log time {now.isoformat()})")
-    if moment < agency.registered_at:
-        raise TimeBeforeRegistration(
-            f"statement.time {moment.isoformat()} is before the agency's registration at "
-            f"{agency.registered_at.isoformat()}")
-    verify_signature(statement, submission["signature"], key.public_key)
-    verify_commitment(statement, submission["payload"], submission["salt"])
+    check_agency_statement(ledger, submission, moment, now)
     if payload.code is not None:
         check_own_code(ledger, submitter, payload.code, "payload.target.code")
     ident = notice_uuid(submitter, payload.notice_id)
