@@ -14,8 +14,9 @@ from api.deps import ServicesDep
 from api.receipts import receipt_json
 from api.services import Services
 from api.web.login import key_fingerprint
+from api.web.notices import agency_delivery
 from api.web.pages import AgencyPage, PageNotFound, jst
-from api.web.render import render
+from api.web.render import language, render
 from api.web.reports import csv_download, report_context
 from ledger.application import Receipt
 from ledger.domain import provision_id
@@ -32,8 +33,9 @@ SHOWN = 20
 def agency_home(request: Request, agency: AgencyPage, services: ServicesDep) -> Response:
     context = report_context(request, services, agency.name, "/agency/csv")
     appends = recent_appends(services, agency.name)
+    delivery = agency_delivery(services, agency.name, language(request))
     return render(request, "agency_home.html", session=agency, title_key="nav_agency",
-                  appends=appends, scan=SCAN,
+                  appends=appends, scan=SCAN, delivery=delivery,
                   page_data={"verify_url": "/agency/verification", "vkey": services.ledger.vkey,
                              "fingerprint": key_fingerprint(services.ledger.vkey)},
                   **context)

@@ -203,6 +203,89 @@ STRINGS: dict[str, tuple[str, str]] = {
     "acting_for": ("{relationship}として閲覧しています。", "You are reading as {relationship}."),
     "you_act_for": ("{n} 人の代理人として閲覧できます", "You act as proxy for {n} people"),
     "principal_n": ("代理している方 {n}", "Person {n}"),
+    # notices (お知らせ), alert subscriptions, agencies' delivery counts
+    "nav_notices": ("お知らせ", "Notices"),
+    "nav_subscriptions": ("通知設定", "Alerts"),
+    "notices_title": ("お知らせ", "Notices"),
+    "notices_intro": (
+        ("行政機関からあなたへのお知らせです（期間中のもの）。未読のものが先に表示されます。"
+        "お知らせは発行した機関の署名付きでログに記録されています。"),
+        ("Notices from agencies to you, while they are valid; unread ones come first. Each is "
+        "recorded in the log, signed by the agency that issued it.")),
+    "notices_count": ("{n} 件（未読 {unread} 件）", "{n} notices ({unread} unread)"),
+    "notices_empty": ("今お知らせはありません。行政機関からのお知らせはここに表示されます。",
+                      "No notices now. Notices from agencies will appear here."),
+    "notices_acting_mark": ("既読にすると、ご本人にも既読と表示されます。",
+                            "Marking a notice read marks it read for them too."),
+    "notice_unread": ("未読", "Unread"),
+    "notice_read_at": ("既読（{at}）", "Read ({at})"),
+    "notice_mark_read": ("既読にする", "Mark as read"),
+    "notice_marked": ("既読にしました。", "Marked as read."),
+    "notice_category": ("分類", "Category"),
+    "notice_validity": ("掲載期間", "Valid"),
+    "notice_valid_until": ("掲載期限", "Valid until"),
+    "notice_issuer": ("発行機関", "Issued by"),
+    "notice_target": ("対象", "Addressed to"),
+    "notice_target_individual": ("あなた個人", "You personally"),
+    "notice_target_group": ("条件に該当する方", "Everyone it applies to"),
+    "notice_form": ("申請", "Application"),
+    "notice_form_open": ("申請フォームを開く", "Open the application form"),
+    "notice_title_col": ("件名", "Title"),
+    "cat_childcare": ("保育・子育て", "Childcare"),
+    "cat_vaccination": ("予防接種", "Vaccination"),
+    "cat_health_check": ("健診", "Health check"),
+    "cat_national_health_insurance": ("国民健康保険", "National Health Insurance"),
+    "cat_disaster": ("防災・災害", "Disaster"),
+    "cat_tax": ("税", "Tax"),
+    "cat_pension": ("年金", "Pension"),
+    "cat_welfare": ("福祉", "Welfare"),
+    "cat_other": ("その他", "Other"),
+    "delivery_title": ("お知らせの配信状況", "Notice delivery"),
+    "delivery_help": (
+        "各お知らせが現在何人に該当し、何人が既読にしたかの件数です。誰が読んだかは表示されません。",
+        ("How many residents each notice applies to now and how many marked it read. Who read "
+        "it is never shown.")),
+    "delivery_applies": ("該当者数", "Applies to"),
+    "delivery_read": ("既読数", "Read"),
+    "delivery_none": ("発行したお知らせはありません。", "No notices issued."),
+    "subscriptions_title": ("記録の通知設定", "Alerts on new records"),
+    "subscriptions_intro": (
+        ("あなたについての情報提供等記録が新たに記録されたとき、メールまたは Webhook でお知らせします。"
+        "通知には「新しい記録があります」という案内とこのサイトへのリンクだけが含まれます。"),
+        ("Be told by e-mail or webhook when a new record about you is logged. An alert says only "
+        "that a new record is in your view, with a link to this site.")),
+    "subscriptions_list": ("登録済みの通知先", "Your alert addresses"),
+    "no_subscriptions": ("通知先は登録されていません。", "You have no alert address."),
+    "subscription_channel": ("通知方法", "Channel"),
+    "channel_email": ("メール", "E-mail"),
+    "channel_webhook": ("Webhook", "Webhook"),
+    "subscription_target": ("宛先（メールアドレスまたは URL）", "Address or URL"),
+    "subscription_target_help": (
+        "Webhook の URL は https:// で始まるものに限ります。メールアドレスは確認コードで確認します。",
+        "Webhook URLs must start with https://. E-mail addresses are confirmed with a code."),
+    "subscription_status": ("状態", "Status"),
+    "subscription_active": ("有効", "Active"),
+    "subscription_pending": ("確認待ち", "Awaiting confirmation"),
+    "subscription_actions": ("操作", "Actions"),
+    "add_subscription": ("通知先を追加する", "Add an alert address"),
+    "remove_subscription": ("削除する", "Remove"),
+    "confirmation_code": ("確認コード（メールに記載）", "Confirmation code (from the e-mail)"),
+    "confirm_subscription": ("確認する", "Confirm"),
+    "subscription_done_pending": (
+        "確認コードをメールで送りました。届いたコードを下の欄に入力してください。",
+        "A confirmation code was mailed to the address. Enter it below."),
+    "subscription_done_confirmed": ("メールアドレスを確認しました。通知を開始します。",
+                               "The address is confirmed; alerts start now."),
+    "subscription_done_removed": ("通知先を削除しました。", "The alert address is removed."),
+    "subscription_refused": ("登録できませんでした：", "Could not save: "),
+    "subscriptions_full": ("通知先は {n} 件までです。追加するには先に削除してください。",
+                           "At most {n} alert addresses; remove one to add another."),
+    "webhook_secret_title": ("Webhook の署名鍵", "Your webhook's signing secret"),
+    "webhook_secret_help": (
+        ("この鍵は今だけ表示されます。控えておき、届いた通知の Kiroku-Signature ヘッダー"
+        "（HMAC-SHA256）の確認に使ってください。"),
+        ("This secret is shown only now. Keep it, and use it to check the Kiroku-Signature "
+        "header (HMAC-SHA256) of each alert you receive.")),
 }
 
 

@@ -139,9 +139,18 @@ MATRIX: list[tuple[str, str, Callable[[Env], str], dict[str, int]]] = [
     ("GET", "/agency/verification", lambda e: "/agency/verification", AGENCY),
     ("GET", "/agency/receipts/{index}", lambda e: f"/agency/receipts/{_x_entry(e)}",
      {**AGENCY, "Y": 404}),
+    # Notices and alert subscriptions: a proxy identity has neither (its /me/notices goes to
+    # /proxy as /me does; the API answers 403 to both), a principal's notices only through P.
+    ("GET", "/me/notices", lambda e: "/me/notices", {**PAGE, "P": 303}),
+    ("GET", "/proxy/{handle}/notices", lambda e: f"/proxy/{_proxy_of_a(e)}/notices", PROXY),
+    ("GET", "/me/subscriptions", lambda e: "/me/subscriptions", {**PAGE, "P": 403}),
 ]
 POSTS = {"/login/resident", "/login/console", "/login/demo", "/logout", "/me/proxies",
-         "/me/proxies/{registration_id}/cancel"}
+         "/me/proxies/{registration_id}/cancel",
+         # checked by caller in tests/api/test_web_notices.py
+         "/me/notices/{notice_id}/read", "/proxy/{handle}/notices/{notice_id}/read",
+         "/me/subscriptions", "/me/subscriptions/{subscription_id}/confirm",
+         "/me/subscriptions/{subscription_id}/delete"}
 
 
 def test_matrix_covers_every_page_route(env: Env) -> None:
