@@ -41,7 +41,8 @@ from verifier.proofs import ConsistencyProof, InclusionProof
 from verifier.tlogproof import verify_tlog_proof
 
 EXIT_OK, EXIT_FAILED, EXIT_UNUSABLE = 0, 1, 2
-COMMANDS = ("export", "inclusion", "consistency", "monitor", "proof", "tiles", "completeness")
+COMMANDS = ("export", "inclusion", "consistency", "monitor", "proof", "tiles", "completeness",
+            "shards")
 Witnesses = tuple[list[CosignatureVerifier], int]
 
 
@@ -394,6 +395,16 @@ def _parser() -> argparse.ArgumentParser:
     prf.add_argument("--origin", help="the checkpoint origin to accept (default: the vkey's name)")
     prf.add_argument("--json", action="store_true")
     _witness_options(prf)
+    shd = sub.add_parser("shards", help="verify a sharded log: each shard's export against its "
+                         "own checkpoint and vkey, and the link between shards (docs/shards.md)")
+    shd.add_argument("--shard", nargs=3, action="append", required=True,
+                     metavar=("EXPORT", "CHECKPOINT", "VKEY"),
+                     help="one shard, oldest first; repeat for each shard")
+    shd.add_argument("--json", action="store_true", help="also print a JSON report on stdout")
+    shd.add_argument("--no-signatures", action="store_true",
+                     help="skip Ed25519 checks of entries (hashes, chain, keys and root only)")
+    shd.add_argument("--workers", type=int, default=None,
+                     help="worker processes per export (default: all cores; 0 = none)")
     return parser
 
 
@@ -432,6 +443,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "proof":
         return proof_command(args.proof, args.vkey, leaf=args.leaf, as_json=args.json,
                              witnesses=args.witness, quorum=args.quorum, origin=args.origin)
+    if args.command == "shards":
+        from verifier.shards import shards_command
+
+        return shards_command(args.shard, as_json=args.json, signatures=not args.no_signatures,
+                              workers=args.workers)
     if args.command == "tiles":
         return tiles_command(args.source, args.vkey, as_json=args.json,
                              signatures=not args.no_signatures)

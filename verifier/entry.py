@@ -43,7 +43,9 @@ KINDS = frozenset(
      # docs/log-format.md: flags set or lifted later by an agency, proxies by the registrar.
      "provision.flagged", "proxy.registered", "proxy.cancelled",
      # Notices (お知らせ) an agency issues: checked like any agency statement.
-     "notice.issued"}
+     "notice.issued",
+     # Sharded logs (docs/shards.md): the operator opens and freezes each shard.
+     "shard.opened", "shard.frozen"}
 )
 # operator.key_rotated (docs/key-rotation.md) is a registration too: its payload names the
 # operator's next key, so it is kept like the agency key entries' payloads.

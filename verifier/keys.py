@@ -27,7 +27,8 @@ from verifier.entry import OPERATOR, Entry, canonical_json
 
 OPERATOR_KINDS = frozenset(
     {"catalog.loaded", "catalog.replaced", "agency.registered", "agency.key_added",
-     "agency.key_revoked", "operator.key_rotated", "proxy.registered", "proxy.cancelled"}
+     "agency.key_revoked", "operator.key_rotated", "proxy.registered", "proxy.cancelled",
+     "shard.opened", "shard.frozen"}
 )
 ROTATION = "operator.key_rotated"
 # What the new operator key signs to prove possession: this line, then JCS(payload without
