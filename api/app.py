@@ -14,6 +14,7 @@ from api import problems, web
 from api.limits import LimitsMiddleware
 from api.routers import (
     agencies,
+    applications,
     auth,
     completeness,
     flags,
@@ -85,6 +86,7 @@ def create_app(settings: ApiSettings, ledger: Ledger | None = None) -> FastAPI:
         app.include_router(module.router)
     app.include_router(notices.router)  # docs/notices.md
     app.include_router(subscriptions.router)  # docs/alerts.md
+    app.include_router(applications.router)  # docs/applications.md
     web.install(app)
     app.add_middleware(LimitsMiddleware, max_body=settings.max_body_bytes,  # type: ignore[arg-type]
                        max_batch=settings.max_batch_bytes)
@@ -109,6 +111,8 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                 "/v1/log/entries": [{"signedRequest": []}],
                 "/v1/log/provisions/": [{"signedRequest": []}],
                 "/v1/notices": [{"signedRequest": []}],
+                "/v1/applications/steps": [{"signedRequest": []}],
+                "/v1/partners/": [{"signedRequest": []}],
                 "/v1/proxy/": [{"residentSession": []}],
                 "/v1/provisions/{provision_id}/receipt": [{"signedRequest": []}]}
     for path, operations in schema.get("paths", {}).items():

@@ -124,6 +124,15 @@ TITLES: dict[str, str] = {
     "too-many-subscriptions": "Too many alert subscriptions",
     "invalid-confirmation": "The confirmation code is wrong or expired",
     "unknown-subscription": "No such subscription of yours",
+    # E-applications (ledger.applications, docs/applications.md).
+    "invalid-application": "The application breaks a rule of its form",
+    "unknown-notice": "No such notice applies to you now",
+    "unknown-form": "The notice does not invite this form",
+    "consent-missing": "A recipient lacks the resident's explicit consent",
+    "replayed-application": "This signed application was already submitted",
+    "unknown-application": "The log holds no such application",
+    "application-of-another": "The application was made to another agency or by another resident",
+    "application-state": "The step does not follow from where the application stands",
 }
 
 _HTTP_CODES = {400: "invalid-request", 401: "unauthenticated", 403: "forbidden", 404: "not-found",

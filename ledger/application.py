@@ -644,6 +644,10 @@ class Ledger(Application[UUID]):
             assert payload.requester_code is not None and payload.provider_code is not None
             self.link_codes.resolve(payload.requester, payload.requester_code,
                                     payload.provider, payload.provider_code)
+        if payload.application is not None:  # docs/applications.md
+            from ledger.applications import check_provision
+
+            check_provision(self, payload)
         if self.registry.catalog is None:
             raise MalformedStatement("no legal-basis catalog is loaded yet")
         self.registry.catalog.check(payload.basis, payload.affair, requester.roles,

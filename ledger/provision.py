@@ -25,6 +25,10 @@ PAYLOAD_KEYS = frozenset(
 #: ``subject``, and optionally ``disclose_after``.
 PAYLOAD_KEYS_V2 = (PAYLOAD_KEYS - {"subject"}) | {"requester_code", "provider_code"}
 OPTIONAL_KEYS_V2 = frozenset({"disclose_after"})
+#: Either version (docs/applications.md): the id of the application that caused the provision
+#: (the agency asks others for the data instead of the resident attaching certificates).
+OPTIONAL_KEYS = frozenset({"application"})
+_APPLICATION_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 LINK_CODE = re.compile(r"[A-Z2-7]{26}")
 OUTCOMES = frozenset({"provided", "not_provided"})
 #: Clocks of agency systems may run a little ahead of the log's.
@@ -50,6 +54,7 @@ class ProvisionPayload:
     requester_code: str | None = None
     provider_code: str | None = None
     disclose_after: datetime | None = None
+    application: str | None = None
 
     @classmethod
     def parse(cls, raw: dict[str, Any], version: int = 1) -> ProvisionPayload:
@@ -60,7 +65,7 @@ class ProvisionPayload:
                 "a version-2 payload names each agency's link code (requester_code, "
                 "provider_code), never the shared 'subject'; drop it, or sign version 1")
         required = PAYLOAD_KEYS_V2 if version == 2 else PAYLOAD_KEYS
-        allowed = required | OPTIONAL_KEYS_V2 if version == 2 else required
+        allowed = (required | OPTIONAL_KEYS_V2 if version == 2 else required) | OPTIONAL_KEYS
         if not required <= keys <= allowed:
             missing, extra = required - keys, keys - allowed
             parts = []
@@ -114,6 +119,13 @@ class ProvisionPayload:
             # Delayed disclosure: the record stays out of the resident's view until then.
             codes["disclose_after"] = None if disclose is None else parse_time(
                 disclose, field="payload.disclose_after")
+        application = raw.get("application")
+        if application is not None and (not isinstance(application, str)
+                                        or not _APPLICATION_ID.fullmatch(application)):
+            raise MalformedStatement("payload.application must be an application id (a lowercase "
+                                     "UUID, as in its receipt)")
+        if application is not None:
+            codes["application"] = application
         return cls(
             request_id=raw["request_id"], subject=raw.get("subject"), requester=raw["requester"],
             provider=raw["provider"], basis=raw["basis"], affair=raw["affair"],

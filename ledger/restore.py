@@ -40,6 +40,9 @@ from eventsourcing.utils import get_topic
 from sqlalchemy import func, select
 
 from ledger.application import Ledger
+from ledger.applications import EVENTS as APPLICATION_EVENTS
+from ledger.applications import SUBMITTED as APPLICATION_SUBMITTED
+from ledger.applications import Application
 from ledger.domain import (
     NAMESPACE,
     Agency,
@@ -56,6 +59,8 @@ from ledger.encoding import parse_time
 from ledger.errors import LedgerError
 from ledger.flags import KIND as FLAG_KIND
 from ledger.flags import ProvisionFlagged
+from ledger.notices import KIND as NOTICE_KIND
+from ledger.notices import Notice, notice_uuid
 from ledger.proxies import Proxy
 from ledger.schema import checkpoint as checkpoint_table
 from ledger.schema import log_entry
@@ -225,6 +230,10 @@ _EVENTS: dict[str, tuple[type[Logged], type[Aggregate] | None]] = {
     "operator.key_rotated": (OperatorKey.Rotated, OperatorKey),
     "proxy.registered": (Proxy.Registered, Proxy),
     "proxy.cancelled": (Proxy.Cancelled, None),
+    NOTICE_KIND: (Notice.Issued, Notice),
+    # E-applications (ledger.applications): one aggregate per application, its steps after it.
+    **{kind: (event, Application if kind == APPLICATION_SUBMITTED else None)
+       for kind, event in APPLICATION_EVENTS.items()},
 }
 
 
@@ -249,6 +258,10 @@ def _aggregate_id(line: _Line) -> uuid.UUID:
         return catalog_id()
     if kind == "operator.key_rotated":
         return operator_key_id(payload["key_id"])
+    if kind == NOTICE_KIND:
+        return notice_uuid(statement["agency"], payload["notice_id"])
+    if kind in APPLICATION_EVENTS:
+        return uuid.UUID(payload["application"])
     return uuid.UUID(payload["proxy"])
 
 

@@ -45,7 +45,11 @@ KINDS = frozenset(
      # Notices (お知らせ) an agency issues: checked like any agency statement.
      "notice.issued",
      # Sharded logs (docs/shards.md): the operator opens and freezes each shard.
-     "shard.opened", "shard.frozen"}
+     "shard.opened", "shard.frozen",
+     # E-applications (docs/applications.md): submitted by the registrar, taken and decided by
+     # the receiving agency, acknowledged by each consented partner; checked like any statement.
+     "application.submitted", "application.received", "application.decided",
+     "application.forwarded"}
 )
 # operator.key_rotated (docs/key-rotation.md) is a registration too: its payload names the
 # operator's next key, so it is kept like the agency key entries' payloads.
