@@ -306,4 +306,6 @@ def partner_forwards(code: Annotated[str, Path(max_length=64)], caller: AgencyOr
     """A signed request by the partner itself: approved applications whose resident consented
     to this partner, with only the forwardable answers and the customer number given for it."""
     _own(services, caller, code, auditors=False)
+    if services.ledger.registry.agencies[code].kind != la.PARTNER_KIND:
+        raise ResourceNotFound("no such partner organisation")
     return {"partner": code, "items": la.partner_forwards(services.ledger, code)}

@@ -76,6 +76,38 @@ def _a_notice(env: Env) -> str:
     return str(env.records["notice"][0]["id"])
 
 
+def _a_address_notice(env: Env) -> str:
+    """Partners, and an individual notice of Y to A inviting the address change (once)."""
+    from tests.api.test_applications import add_partners, address_notice
+
+    if "address" not in env.records:
+        add_partners(env)
+        env.records["address"] = [address_notice(env)]
+    return str(env.records["address"][0])
+
+
+def _a_application(env: Env) -> str:
+    """A new application of A, signed by A's card: its id."""
+    from tests.api.test_applications import apply, signed
+
+    response = apply(env, signed(env, _a_address_notice(env)))
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"])
+
+
+def _a_signed_application(env: Env) -> dict:
+    from tests.api.test_applications import signed
+
+    return signed(env, _a_address_notice(env))
+
+
+def _received_statement(env: Env) -> dict:
+    from ledger.applications import RECEIVED
+
+    return sign_statement({"application": _a_application(env)}, kind=RECEIVED, agency=env.y,
+                          key=env.world.keys[env.y])
+
+
 def _a_registration(env: Env) -> str:
     registration, _ = env.world.ledger.register_proxy(SUBJECT_A, new_proxy_identity(),
                                                       "appointed")
@@ -200,6 +232,26 @@ MATRIX: list[tuple[str, str, Target, Callable[[Env], object] | None, dict[str, i
     ("DELETE", "/v1/me/subscriptions/{subscription_id}",
      lambda e: _a_email_subscription(e).removesuffix("/confirm"), None,
      {"A": 200, "B": 404, "X": 403, "Y": 403, "auditor": 403, "anon": 401, "P": 403}),
+    # E-applications (docs/applications.md): a resident applies signing with their own card
+    # (B sending A's signed application is refused), reads only their own threads; the
+    # receiving agency (Y) reads its inbox; only the partner itself reads its forwards.
+    ("GET", "/v1/forms/{form_id}", lambda e: "/v1/forms/address-change", None, PUBLIC),
+    ("GET", "/v1/partners", lambda e: "/v1/partners", None, PUBLIC),
+    ("POST", "/v1/me/applications", lambda e: "/v1/me/applications",
+     _a_signed_application,
+     {"A": 201, "B": 403, "X": 403, "Y": 403, "auditor": 403, "anon": 401, "P": 403}),
+    ("GET", "/v1/me/applications", lambda e: "/v1/me/applications", None,
+     {"A": 200, "B": 200, "X": 403, "Y": 403, "auditor": 403, "anon": 401, "P": 403}),
+    ("GET", "/v1/me/applications/{application_id}",
+     lambda e: f"/v1/me/applications/{_a_application(e)}", None,
+     {"A": 200, "B": 404, "X": 403, "Y": 403, "auditor": 403, "anon": 401, "P": 403}),
+    ("POST", "/v1/applications/steps", lambda e: "/v1/applications/steps",
+     _received_statement, dict.fromkeys(CALLERS, 201)),
+    ("GET", "/v1/agencies/{code}/applications", lambda e: f"/v1/agencies/{e.y}/applications",
+     None, {"A": 403, "B": 403, "X": 403, "Y": 200, "auditor": 200, "anon": 401, "P": 403}),
+    ("GET", "/v1/partners/{code}/forwards",
+     lambda e: (_a_address_notice(e), "/v1/partners/TOKYOGAS/forwards")[1], None,
+     {"A": 403, "B": 403, "X": 403, "Y": 403, "auditor": 403, "anon": 401, "P": 403}),
 ]
 
 
