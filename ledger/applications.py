@@ -342,7 +342,7 @@ def submit(ledger: Ledger, subject: str, request: dict[str, Any], certificate: s
     (the caller checked the certificate, that it is the resident's, the signature over
     :func:`signing_message` and the challenge). Returns (application id, receipt)."""
     parsed = ApplicationRequest.parse(request)
-    notice = _notice_for(ledger, subject, parsed.notice)
+    notice = notice_for(ledger, subject, parsed.notice)
     if notice["form"] is None or notice["form"].get("id") != parsed.form.id:
         raise UnknownForm(f"the notice does not invite the form {parsed.form.id!r}")
     agency = notice["agency"]
@@ -383,7 +383,7 @@ def submit(ledger: Ledger, subject: str, request: dict[str, Any], certificate: s
     return ident, _receipt(ident, appended[0])
 
 
-def _notice_for(ledger: Ledger, subject: str, ident: uuid.UUID) -> dict[str, Any]:
+def notice_for(ledger: Ledger, subject: str, ident: uuid.UUID) -> dict[str, Any]:
     """The notice ``ident`` if it applies to ``subject`` now, else UnknownNotice (read from the
     log itself, so an application never waits for the notices view)."""
     events = ledger.log.events_record_cls.__table__

@@ -149,7 +149,7 @@ def test_log_import_rebuilds_the_thread(built: tuple[World, dict[str, Any], Path
                 json.loads(line) for line in export.read_text().splitlines()
                 if '"application.submitted"' in base64.b64decode(json.loads(line)["leaf"]).decode())
             # The application's four entries are one aggregate again, in order.
-            restored_app = restored.repository.get(uuid.UUID(submitted["payload"]["application"]))
+            restored_app: la.Application = restored.repository.get(uuid.UUID(submitted["payload"]["application"]))
             assert restored_app.version == 4
         finally:
             restored.close()

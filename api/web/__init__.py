@@ -10,13 +10,23 @@ from fastapi import FastAPI, Request
 from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from api.web import agency, auditor, login, notices, proxies, resident, sessions, subscriptions
+from api.web import (
+    agency,
+    applications,
+    auditor,
+    login,
+    notices,
+    proxies,
+    resident,
+    sessions,
+    subscriptions,
+)
 from api.web.pages import install_handlers
 
 STATIC = Path(__file__).parent / "static"
 #: The page routers (tests/api/test_web_pages.py checks every route of each against its matrix).
 ROUTERS = (login.router, resident.router, proxies.router, auditor.router, agency.router,
-           notices.router, subscriptions.router)
+           notices.router, subscriptions.router, applications.router)
 
 
 class _Static(StaticFiles):

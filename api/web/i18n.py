@@ -286,6 +286,58 @@ STRINGS: dict[str, tuple[str, str]] = {
         "（HMAC-SHA256）の確認に使ってください。"),
         ("This secret is shown only now. Keep it, and use it to check the Kiroku-Signature "
         "header (HMAC-SHA256) of each alert you receive.")),
+    # E-applications (api/web/applications.py, docs/applications.md) ---------------------------
+    "nav_applications": ("申請", "Applications"),
+    "applications_title": ("わたしの申請", "My applications"),
+    "applications_intro": (
+        "お知らせから申請した手続きと、その手続きのために行われた情報提供、結果を一つの流れで確認できます。",
+        ("The applications you made from notices, with the provisions they caused and their "
+         "decisions, each as one thread.")),
+    "application_form": ("手続き", "Form"),
+    "application_agency": ("申請先", "Agency"),
+    "application_status": ("状態", "Status"),
+    "application_submitted": ("申請日時", "Submitted"),
+    "application_status_submitted": ("申請済み", "Submitted"),
+    "application_status_received": ("受付済み", "Received"),
+    "application_status_approved": ("承認", "Approved"),
+    "application_status_rejected": ("不承認", "Rejected"),
+    "no_applications": ("申請はまだありません。", "You have made no application yet."),
+    "application_new_title": ("申請する", "Apply"),
+    "application_open_form": ("この手続きを申請する", "Apply for this"),
+    "application_from_notice": ("お知らせ：", "From the notice:"),
+    "application_answers": ("申請内容", "Your answers"),
+    "optional": ("任意", "optional"),
+    "forward_title": ("転居の連絡（任意）", "Tell partners about your move (optional)"),
+    "forward_help": (
+        ("チェックした事業者にだけ、承認後に新しい住所と転居日を連絡します。"
+         "事業者ごとに同意してください。チェックしない事業者には何も送りません。"),
+        ("Only the organisations you tick receive your new address and moving date, once the "
+         "change is approved. Consent to each one; nothing is sent to the others.")),
+    "forward_consent": ("{name} に連絡することに同意する", "I consent to telling {name}"),
+    "customer_number": ("{name} のお客さま番号", "Your customer number at {name}"),
+    "application_sign": ("電子署名", "Signature"),
+    "application_sign_help": (
+        ("ログインに使った証明書と秘密鍵を選んでください。"
+         "秘密鍵はこのブラウザの中で申請内容への署名に使うだけで、送信されません。"),
+        ("Choose the certificate you logged in with and its private key. The key only signs "
+         "your answers inside this browser; it is never sent.")),
+    "application_submit": ("署名して申請する", "Sign and apply"),
+    "application_refused": ("申請できませんでした：", "Could not apply: "),
+    "application_title": ("申請", "Application"),
+    "thread_notice": ("お知らせ", "Notice"),
+    "thread_application": ("申請", "Application"),
+    "thread_received": ("{agency} が受け付けました。", "Received by {agency}."),
+    "thread_provisions": ("この申請のための情報提供", "Provisions for this application"),
+    "thread_provisions_help": (
+        "添付書類の代わりに、申請先が他の機関に照会した記録です。",
+        ("Instead of you attaching certificates, the agency asked other agencies for the data: "
+         "these are the records.")),
+    "thread_no_provisions": ("まだありません。", "None yet."),
+    "thread_decision": ("結果", "Decision"),
+    "thread_no_decision": ("審査中です。", "Not decided yet."),
+    "thread_forwards": ("転居の連絡先", "Partners told about the move"),
+    "forward_received": ("受領済み（{at}）", "received ({at})"),
+    "forward_pending": ("承認後に連絡します", "to be told once approved"),
 }
 
 

@@ -82,8 +82,8 @@ def _a_address_notice(env: Env) -> str:
 
     if "address" not in env.records:
         add_partners(env)
-        env.records["address"] = [address_notice(env)]
-    return str(env.records["address"][0])
+        env.records["address"] = [{"id": address_notice(env)}]
+    return str(env.records["address"][0]["id"])
 
 
 def _a_application(env: Env) -> str:

@@ -144,13 +144,42 @@ MATRIX: list[tuple[str, str, Callable[[Env], str], dict[str, int]]] = [
     ("GET", "/me/notices", lambda e: "/me/notices", {**PAGE, "P": 303}),
     ("GET", "/proxy/{handle}/notices", lambda e: f"/proxy/{_proxy_of_a(e)}/notices", PROXY),
     ("GET", "/me/subscriptions", lambda e: "/me/subscriptions", {**PAGE, "P": 403}),
+    # E-applications: a resident's own (another's, or a notice not addressed to them, answers
+    # 404 like a missing one); a proxy identity has none. POST: tests/api/test_web_applications.
+    ("GET", "/me/applications", lambda e: "/me/applications", {**PAGE, "P": 404}),
+    ("GET", "/me/applications/new",
+     lambda e: f"/me/applications/new?notice={_address_notice_of_a(e)}",
+     {**PAGE, "B": 404, "P": 404}),
+    ("GET", "/me/applications/{application_id}",
+     lambda e: f"/me/applications/{_application_of_a(e)}", {**PAGE, "B": 404, "P": 404}),
 ]
 POSTS = {"/login/resident", "/login/console", "/login/demo", "/logout", "/me/proxies",
          "/me/proxies/{registration_id}/cancel",
          # checked by caller in tests/api/test_web_notices.py
          "/me/notices/{notice_id}/read", "/proxy/{handle}/notices/{notice_id}/read",
          "/me/subscriptions", "/me/subscriptions/{subscription_id}/confirm",
-         "/me/subscriptions/{subscription_id}/delete"}
+         "/me/subscriptions/{subscription_id}/delete",
+         # checked by caller in tests/api/test_web_applications.py
+         "/me/applications"}
+
+
+def _address_notice_of_a(env: Env) -> str:
+    from tests.api.test_applications import add_partners, address_notice
+
+    if "address" not in env.records:
+        add_partners(env)
+        env.records["address"] = [{"id": address_notice(env)}]
+    return str(env.records["address"][0]["id"])
+
+
+def _application_of_a(env: Env) -> str:
+    from tests.api.test_applications import apply, signed
+
+    if "application" not in env.records:
+        response = apply(env, signed(env, _address_notice_of_a(env)))
+        assert response.status_code == 201, response.text
+        env.records["application"] = [response.json()]
+    return str(env.records["application"][0]["id"])
 
 
 def test_matrix_covers_every_page_route(env: Env) -> None:
