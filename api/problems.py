@@ -5,22 +5,32 @@
 A refused batch answers once for the batch and lists each refused statement in ``errors``
 (``index`` = position in the request). No handler echoes request data back: a problem document
 never contains personal data.
+
+A database that cannot take the request (unreachable, read-only, out of disk, a lock not granted
+in time) answers 503 ``unavailable`` with ``Retry-After`` and a ``reason`` member, never 500:
+``database_fault`` recognises the drivers' errors (docs/api.md "Failures"). Nothing was
+acknowledged: a receipt is only ever returned after the commit.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
+import time
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import errors as api_errors
 from ledger import errors as le
 from ledger import flags as lf
 from ledger import proxies as lp
+from ledger import shards as lsh
 
 try:  # projections/ is optional for the service: its routes answer 503 without it
     from projections import errors as pe
@@ -58,6 +68,8 @@ STATUS: dict[type[Exception], int] = {
 }
 # Flags and proxies (ledger.flags, ledger.proxies).
 STATUS.update({lf.FlagNotSet: 409, lp.InvalidProxy: 422})
+# Sharded logs (docs/shards.md): a frozen log takes no appends.
+STATUS.update({lsh.ShardFrozen: 409, lsh.ShardError: 409})
 if pe is not None:
     STATUS.update({pe.InvalidQuery: 400, pe.UnknownAgency: 404, pe.ViewsMissing: 503,
                    pe.ProjectionError: 503})
@@ -124,6 +136,8 @@ TITLES: dict[str, str] = {
     "too-many-subscriptions": "Too many alert subscriptions",
     "invalid-confirmation": "The confirmation code is wrong or expired",
     "unknown-subscription": "No such subscription of yours",
+    "shard-frozen": "The log is frozen: appends go to the open shard",
+    "shard-error": "The shards' state does not allow this",
     # E-applications (ledger.applications, docs/applications.md).
     "invalid-application": "The application breaks a rule of its form",
     "unknown-notice": "No such notice applies to you now",
@@ -208,6 +222,114 @@ def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     return response(problem(code, exc.status_code, detail, request.url.path), headers)
 
 
+#: ``reason`` member → (detail, seconds in Retry-After) of a database fault's 503 answer.
+FAULTS: dict[str, tuple[str, int]] = {
+    "database-unreachable": ("the database cannot be reached; nothing was recorded", 5),
+    "database-read-only": ("the database is read-only; nothing was recorded", 30),
+    "disk-full": ("the database's disk is full; nothing was recorded", 30),
+    "lock-timeout": ("the database did not grant a lock in time; nothing was recorded", 1),
+}
+
+# SQLite result codes (sqlite3.Error.sqlite_errorname, extended codes share the prefix).
+_SQLITE_FAULTS = (("SQLITE_BUSY", "lock-timeout"), ("SQLITE_LOCKED", "lock-timeout"),
+                  ("SQLITE_FULL", "disk-full"), ("SQLITE_READONLY", "database-read-only"),
+                  ("SQLITE_IOERR", "database-unreachable"),
+                  ("SQLITE_CANTOPEN", "database-unreachable"))
+# PostgreSQL SQLSTATEs (and classes: a two-character key matches the whole class).
+_PG_FAULTS = {"25006": "database-read-only", "55P03": "lock-timeout", "57014": "lock-timeout",
+              "40P01": "lock-timeout", "40001": "lock-timeout", "53100": "disk-full",
+              "08": "database-unreachable", "57": "database-unreachable",
+              "53": "database-unreachable", "58": "database-unreachable"}
+
+
+def database_fault(exc: BaseException) -> str | None:
+    """The FAULTS reason when ``exc`` (or what it wraps) says the database cannot take the
+    request for now: unreachable, read-only, out of disk or a lock timeout. None otherwise."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        error = pending.pop()
+        if error is None or id(error) in seen:
+            continue
+        seen.add(id(error))
+        reason = _fault_of(error)
+        if reason is not None:
+            return reason
+        pending += [error.__cause__, error.__context__, getattr(error, "orig", None)]
+    return None
+
+
+def _fault_of(error: BaseException) -> str | None:
+    if isinstance(error, sqlite3.Error):
+        name = getattr(error, "sqlite_errorname", "") or ""
+        for prefix, reason in _SQLITE_FAULTS:
+            if name.startswith(prefix):
+                return reason
+        text = str(error).lower()
+        for words, reason in (("locked", "lock-timeout"), ("disk is full", "disk-full"),
+                              ("readonly", "database-read-only"),
+                              ("disk i/o", "database-unreachable")):
+            if words in text:
+                return reason
+        return None
+    sqlstate = getattr(error, "sqlstate", None)
+    if isinstance(sqlstate, str) and type(error).__module__.startswith("psycopg"):
+        return _PG_FAULTS.get(sqlstate) or _PG_FAULTS.get(sqlstate[:2])
+    if type(error).__module__.startswith("psycopg") and type(error).__name__ in (
+            "OperationalError", "InterfaceError"):
+        return "database-unreachable"  # no SQLSTATE: the connection failed or broke
+    if isinstance(error, sa_exc.DBAPIError):
+        # The driver's error says more than "the connection was dropped" (read-only, say).
+        found = _fault_of(error.orig) if isinstance(error.orig, BaseException) else None
+        return found or ("database-unreachable" if error.connection_invalidated else None)
+    if isinstance(error, sa_exc.TimeoutError | sa_exc.DisconnectionError):
+        return "database-unreachable"
+    return None
+
+
+def fault_response(reason: str, instance: str | None) -> JSONResponse:
+    detail, retry = FAULTS[reason]
+    return response(problem("unavailable", 503, detail, instance, reason=reason),
+                    {"Retry-After": str(retry)})
+
+
+@dataclass
+class Fault:
+    """The last database fault a request of this process met, for ``/readyz``: some faults (a
+    full disk on PostgreSQL) show only when something is written."""
+
+    reason: str
+    at: float
+    tree_size: int
+
+
+#: Per process; ``/readyz`` reports it until the log grows again or ``FAULT_MEMORY`` s pass.
+last_fault: list[Fault] = []
+FAULT_MEMORY = 60.0
+
+
+def _remember(request: Request, reason: str) -> None:
+    services = getattr(request.app.state, "services", None)
+    if services is None:
+        return
+    try:
+        size = int(services.ledger.tree_size())
+    except Exception:  # noqa: BLE001 (it does not even read: /readyz's own probe sees that)
+        return
+    last_fault[:] = [Fault(reason, time.monotonic(), size)]
+
+
+def _database(request: Request, exc: Exception) -> JSONResponse:
+    reason = database_fault(exc)
+    if reason is None:
+        return _unexpected(request, exc)
+    _remember(request, reason)
+    # The driver's message only: it names the failing operation, never the request's data.
+    log.warning("unavailable (%s) on %s %s: %s", reason, request.method, request.url.path,
+                type(exc).__name__)
+    return fault_response(reason, request.url.path)
+
+
 def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unexpected error on %s %s", request.method, request.url.path)
     return response(problem("internal-error", 500, "an unexpected error occurred; it was logged",
@@ -221,7 +343,23 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(api_errors.ApiError, _error_response)
     if pe is not None:
         app.add_exception_handler(pe.ProjectionError, _error_response)
+    for database_error in _database_errors():
+        app.add_exception_handler(database_error, _database)
     app.add_exception_handler(Exception, _unexpected)
+
+
+def _database_errors() -> list[type[Exception]]:
+    """The exception bases the drivers and layers between them and the routes raise."""
+    from eventsourcing.persistence import PersistenceError
+
+    found: list[type[Exception]] = [sqlite3.Error, sa_exc.SQLAlchemyError, PersistenceError]
+    try:
+        import psycopg
+
+        found.append(psycopg.Error)
+    except ImportError:  # pragma: no cover (SQLite-only installs)
+        pass
+    return found
 
 
 #: Problem response for OpenAPI documents.

@@ -18,6 +18,8 @@ Variables (prefix ``KIROKU_``): the ledger's own (``HOME``, ``DATABASE_URL``, ``
   to, as comma-separated ``NAME URL VKEY`` entries (the vkey's key name must be NAME; signature
   type 0x04, tlog-cosignature/v1). ``WITNESS_QUORUM`` (default: all of them): how many distinct
   witnesses must cosign before a checkpoint counts as witnessed. ``WITNESS_TIMEOUT`` (s, 5).
+- ``SHARDS``: a TOML file listing the deployment's shards, oldest first (docs/shards.md); the
+  last one takes appends and serves ``/v1/log``. Unset: one log, from the variables above.
 """
 
 from __future__ import annotations
@@ -64,6 +66,9 @@ class ApiSettings(BaseSettings):
     witnesses: str = ""
     witness_quorum: int | None = Field(default=None, ge=1)
     witness_timeout: float = Field(default=5.0, gt=0, le=120)
+    shards: Path | None = None  # docs/shards.md
+    # /readyz answers 503 while a read view is further behind the log than this (docs/api.md).
+    ready_max_lag_seconds: float = Field(default=300.0, gt=0)
 
     @model_validator(mode="after")
     def _check_witnesses(self) -> ApiSettings:

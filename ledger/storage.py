@@ -19,6 +19,7 @@ import contextlib
 import contextvars
 import functools
 import hashlib
+import os
 import sqlite3
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
@@ -67,11 +68,18 @@ class KirokuDatastore(SQLAlchemyDatastore):
     )
 
     def __init__(self, *, url: str | None = None, **kwargs: Any) -> None:
+        lock_timeout = os.environ.get("KIROKU_DB_LOCK_TIMEOUT")  # seconds (docs/api.md "Failures")
         if url and url.startswith("sqlite") and "memory" not in url:
             connect_args = dict(kwargs.pop("connect_args", {}) or {})
-            connect_args.setdefault("timeout", 60)
+            connect_args.setdefault("timeout", float(lock_timeout or 60))
+            kwargs["connect_args"] = connect_args
+        elif url and url.startswith("postgresql") and lock_timeout:
+            connect_args = dict(kwargs.pop("connect_args", {}) or {})
+            connect_args.setdefault("options", f"-c lock_timeout={int(float(lock_timeout) * 1000)}")
             kwargs["connect_args"] = connect_args
         super().__init__(url=url, **kwargs)
+        if self.engine is not None and not self.is_sqlite_filedb:
+            event.listen(self.engine, "handle_error", _drop_read_only)
         if self.is_sqlite_filedb and self.engine is not None:
             # Journal mode and BEGIN are set on every connection here instead of by the library,
             # which would otherwise try to change the journal mode inside a transaction.
@@ -86,6 +94,14 @@ class KirokuDatastore(SQLAlchemyDatastore):
         for pragma in self.SQLITE_PRAGMAS:
             cursor.execute(pragma)
         cursor.close()
+
+
+def _drop_read_only(context: Any) -> None:
+    """A PostgreSQL connection that found its database read-only (a demoted primary, or
+    ``default_transaction_read_only``) is dropped with the pool like a broken one, so that writes
+    resume on fresh connections once the database takes them again."""
+    if getattr(context.original_exception, "sqlstate", None) == "25006":
+        context.is_disconnect = True
 
 
 def _sqlite_begin(connection: Any) -> None:

@@ -175,6 +175,8 @@ MATRIX: list[tuple[str, str, Target, Callable[[Env], object] | None, dict[str, i
     ("GET", "/tile/{level}/{index}", lambda e: "/tile/0/000.p/1", None, PUBLIC),
     ("GET", "/tile/entries/{index}", lambda e: "/tile/entries/000.p/1", None, PUBLIC),
     ("GET", "/healthz", lambda e: "/healthz", None, PUBLIC),
+    ("GET", "/livez", lambda e: "/livez", None, PUBLIC),
+    ("GET", "/readyz", lambda e: "/readyz", None, PUBLIC),
     # Flags (docs/api.md "Flags"): statements authenticate themselves; history for auditors.
     ("POST", "/v1/flags", lambda e: "/v1/flags", _flag_statement, dict.fromkeys(CALLERS, 201)),
     ("GET", "/v1/log/provisions/{provision_id}/flags",
