@@ -19,9 +19,10 @@ from api.deps import ServicesDep
 from api.routers.applications import ApplicationSubmission, submit_signed, threads
 from api.services import Services
 from api.web import sessions
-from api.web.pages import PageNotFound, ResidentPage
+from api.web.pages import PageNotFound, ResidentPage, jst
 from api.web.render import render
 from ledger import applications as la
+from ledger.encoding import parse_time
 
 router = APIRouter(include_in_schema=False)
 
@@ -36,7 +37,8 @@ def _subject(resident: Any) -> str:
 @router.get("/me/applications")
 def my_applications(request: Request, resident: ResidentPage, services: ServicesDep
                     ) -> Response:
-    items = threads(services).of_resident(_subject(resident))
+    items = [{**item, "submitted_at": jst(parse_time(item["submitted_at"], field="time")) + " JST"}
+             for item in threads(services).of_resident(_subject(resident))]
     return render(request, "me_applications.html", session=resident,
                   title_key="applications_title", items=items)
 
@@ -78,8 +80,26 @@ def application_thread(request: Request, application_id: str, resident: Resident
     found = threads(services).thread(_subject(resident), application_id)
     if found is None:
         raise PageNotFound()
+    form = la.FORMS.get(found["form"])
+    fields = {f.name: {"ja": f.label_ja, "en": f.label_en} for f in form.fields} if form else {}
     return render(request, "me_application.html", session=resident,
-                  title_key="application_title", thread=found)
+                  title_key="application_title", thread=_in_jst(found), fields=fields)
+
+
+def _in_jst(thread: dict[str, Any]) -> dict[str, Any]:
+    """Times as residents read them (JST, to the minute), as on the record pages."""
+    def shown(value: str | None) -> str:
+        return jst(parse_time(value, field="time")) + " JST" if value else "—"
+
+    out = dict(thread)
+    out["submitted_at"] = shown(thread["submitted_at"])
+    if thread["notice"]:
+        out["notice"] = {**thread["notice"], "issued_at": shown(thread["notice"]["issued_at"])}
+    out["steps"] = [{**step, "logged_at": shown(step["logged_at"])} for step in thread["steps"]]
+    decided = [step for step in out["steps"] if step["step"] == "decided"]
+    out["decision"] = decided[0] if decided else None
+    out["forwards"] = [{**f, "received_at": shown(f["received_at"])} for f in thread["forwards"]]
+    return out
 
 
 def _notice(services: Services, subject: str, notice: str) -> dict[str, Any]:
