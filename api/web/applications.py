@@ -20,11 +20,13 @@ from api.routers.applications import ApplicationSubmission, submit_signed, threa
 from api.services import Services
 from api.web import sessions
 from api.web.pages import PageNotFound, ResidentPage, jst
-from api.web.render import render
+from api.web.render import _env, render
 from ledger import applications as la
 from ledger.encoding import parse_time
 
 router = APIRouter(include_in_schema=False)
+# The notices page links a notice to its form when kiroku takes that form (me_notices.html).
+_env.globals["application_forms"] = frozenset(la.FORMS)
 
 
 def _subject(resident: Any) -> str:

@@ -14,6 +14,8 @@ def test_apply_from_the_page_and_read_the_thread(env: Env) -> None:
     add_partners(env)
     notice = address_notice(env)
     a, b = login(env, "A"), login(env, "B")
+    env.settle()  # the notices page reads the notices view
+    assert f'href="/me/applications/new?notice={notice}"' in a.get("/me/notices").text
     form = a.get(f"/me/applications/new?notice={notice}")
     assert form.status_code == 200 and 'data-consent="TOKYOGAS"' in form.text
     size = env.world.ledger.tree_size()
