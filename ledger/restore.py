@@ -247,7 +247,11 @@ def _aggregate_id(line: _Line) -> uuid.UUID:
             # erased provision by id (flags, views and proofs refuse or skip it).
             return uuid.uuid5(NAMESPACE, f"erased-provision:{line.index}")
         return provision_id(statement["agency"], payload["request_id"])
-    assert payload is not None  # only provisions are ever erased (ledger.retention)
+    if kind == APPLICATION_SUBMITTED and payload is None:
+        # As an erased provision: the application id went with the payload; its later steps
+        # (received, decided, forwarded) keep naming it and follow on their own.
+        return uuid.uuid5(NAMESPACE, f"erased-application:{line.index}")
+    assert payload is not None  # only provisions and applications are erased (ledger.retention)
     if kind == FLAG_KIND:
         return uuid.UUID(payload["provision"])
     if kind == "agency.registered":
@@ -272,9 +276,10 @@ def _events(ledger: Ledger, session: Any, chunk: list[_Line]
         kind = line.leaf_json.get("kind")
         if kind not in _EVENTS:
             raise RestoreError(f"entry {line.index}: kind {kind!r} cannot be imported")
-        if line.payload is None and kind != "provision":
+        if line.payload is None and kind not in ("provision", APPLICATION_SUBMITTED):
             raise RestoreError(f"entry {line.index}: a {kind} entry without its payload cannot "
-                               "be imported (only provision payloads are erased)")
+                               "be imported (only provision and application payloads are "
+                               "erased)")
         if line.payload is not None:
             # The verifier checked this already; checked again because the file is read twice.
             try:

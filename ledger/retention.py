@@ -29,6 +29,7 @@ from eventsourcing.utils import get_topic
 from sqlalchemy import Engine, inspect, select, text, update
 
 from ledger.application import Ledger
+from ledger.applications import Application
 from ledger.domain import Logged, Provision
 from ledger.encoding import format_time, now_utc, parse_time
 from ledger.errors import ConfigurationError
@@ -39,7 +40,10 @@ RETENTION_ENV = "KIROKU_RETENTION_YEARS"
 _CHUNK = 1000
 
 #: Event topics whose payloads are erased at the end of retention, with the leaf kind they log.
-ERASABLE = {get_topic(Provision.Recorded): "provision"}
+ERASABLE = {get_topic(Provision.Recorded): "provision",
+            # A resident's application: the form's answers, their certificate and signature
+            # (docs/applications.md). Its later steps name only the application and an outcome.
+            get_topic(Application.Submitted): "application.submitted"}
 
 def retention_years(environ: Mapping[str, str] | None = None) -> int:
     """The retention period in whole years: ``KIROKU_RETENTION_YEARS``, default 7."""

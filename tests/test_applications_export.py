@@ -153,3 +153,53 @@ def test_log_import_rebuilds_the_thread(built: tuple[World, dict[str, Any], Path
             assert restored_app.version == 4
         finally:
             restored.close()
+
+
+def test_retention_erases_the_answers_and_the_log_still_verifies_and_imports(
+        backend: str, tmp_path: Path) -> None:
+    from ledger.encoding import now_utc
+    from ledger.retention import erase
+    from projections.applications import ApplicationThreads
+    from projections.runner import Runner
+
+    with (sqlite_database() if backend == "sqlite" else postgres_database()) as url:
+        world = make_world(url, tmp_path / "src")
+        try:
+            facts = _thread(world)
+            ledger = world.ledger
+            report = erase(ledger, now_utc() + timedelta(seconds=1))
+            assert report.kinds.get(la.SUBMITTED) == 1
+            Runner(ledger).catch_up()
+            app = la.list_rows(ledger, subject=SUBJECT)[0].id
+            thread = ApplicationThreads.for_ledger(ledger).thread(SUBJECT, app)
+            assert thread is not None and thread["answers"] is None
+            assert [s["step"] for s in thread["steps"]] == ["submitted", "received", "decided",
+                                                            "forwarded"]
+            assert la.partner_forwards(ledger, "TOKYOGAS") == []  # nothing left to forward
+            export = tmp_path / "erased.jsonl"
+            _write_export(ledger, export)
+            line = json.loads(export.read_text().splitlines()[facts["submitted"]])
+            assert line["erased"] and line["payload"] is None
+            note = ledger.checkpoint().note
+            (tmp_path / "checkpoint.txt").write_text(note, encoding="utf-8")
+            verified = verify_export_file(str(export), note,
+                                          NoteVerifier.from_vkey(ledger.vkey), workers=0)
+            assert facts["submitted"] in {i for a, b in verified.erased.ranges
+                                          for i in range(a, b + 1)}
+            key_file = tmp_path / "operator.pem"
+            ledger.operator_key.save(key_file)
+            with (sqlite_database() if backend == "sqlite" else postgres_database()) as dst:
+                target = _target(dst, tmp_path / "dst", key_file)
+                _copy_link_codes(url, dst)
+                result = CliRunner().invoke(cli_main, [
+                    "log", "import", str(export), "--vkey", ledger.vkey, "--checkpoint",
+                    str(tmp_path / "checkpoint.txt"), "--workers", "0"], env=target.env)
+                assert result.exit_code == 0, result.output
+                restored = target.open()
+                try:
+                    size = ledger.tree_size()
+                    assert restored.get_root(size) == ledger.get_root(size)
+                finally:
+                    restored.close()
+        finally:
+            world.ledger.close()
