@@ -393,10 +393,13 @@ def resident_reissue(old: str, new: Path, reason: str, ca: Path) -> None:
               "the default; a payload that still names 'subject' is signed as 1 unless 2 is "
               "forced here.")
 @click.option("--kind", default="provision", show_default=True,
-              type=click.Choice(["provision", "provision.flagged"]),
+              type=click.Choice(["provision", "provision.flagged", "application.received",
+                                 "application.decided", "application.forwarded"]),
               help="provision.flagged: set or lift a flag (不開示, 自己情報提供不可) on a "
               "provision; payload {provision, flag, set, reason[, disclose_after]} "
-              "(docs/log-format.md); pass --agency.")
+              "(docs/log-format.md); pass --agency. application.*: a step of a resident's "
+              "application, payload {application[, outcome, reason]}, to POST to "
+              "/v1/applications/steps (docs/applications.md); pass --agency.")
 @click.argument("source", type=click.File("r"), default="-")
 def sign(key_file: Path, agency_code: str | None, payload_version: str | None,
          source: IO[str], kind: str = "provision") -> None:
@@ -419,7 +422,7 @@ def sign(key_file: Path, agency_code: str | None, payload_version: str | None,
                 _fail("cannot tell the submitting agency; pass --agency", EXIT_UNUSABLE)
             if not isinstance(payload, dict):
                 _fail("each payload must be a JSON object", EXIT_UNUSABLE)
-            if kind == "provision.flagged":  # statement version 1: the flag kind is new
+            if kind != "provision":  # statement version 1: flags and applications are new
                 click.echo(json.dumps(sign_statement(payload, kind=kind, agency=submitter,
                                                      key=key), ensure_ascii=False))
                 continue

@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from kiroku.cli import main as cli_main
 from ledger import applications as la
 from ledger.encoding import format_time
+from ledger.errors import DuplicateConflict
 from ledger.keys import SigningKey
 from ledger.notices import KIND as NOTICE_KIND
 from ledger.notices import append_notice
@@ -201,5 +202,30 @@ def test_retention_erases_the_answers_and_the_log_still_verifies_and_imports(
                     assert restored.get_root(size) == ledger.get_root(size)
                 finally:
                     restored.close()
+        finally:
+            world.ledger.close()
+
+
+def test_kiroku_sign_makes_an_application_step_the_log_takes(tmp_path: Path) -> None:
+    with sqlite_database() as url:
+        world = make_world(url, tmp_path / "src")
+        try:
+            ledger, y = world.ledger, world.requester
+            facts = _thread(world)  # decided "approved" already
+            app = la.list_rows(ledger, subject=SUBJECT)[0].id
+            key = tmp_path / "agency.pem"
+            world.keys[y].save(key)
+            result = CliRunner().invoke(cli_main, [
+                "sign", "--key", str(key), "--agency", y, "--kind", la.DECIDED, "-"],
+                input=json.dumps({"application": app, "outcome": "rejected",
+                                  "reason": "withdrawn"}))
+            assert result.exit_code == 0, result.output
+            statement = json.loads(result.output)
+            assert statement["statement"]["kind"] == la.DECIDED
+            assert statement["statement"]["v"] == 1
+            # Signed right; refused only because this application was decided already.
+            with pytest.raises(DuplicateConflict):
+                la.append_step(ledger, statement)
+            assert ledger.tree_size() > facts["submitted"]
         finally:
             world.ledger.close()
