@@ -197,8 +197,10 @@ def agency() -> None:
 @click.option("--name-ja", required=True)
 @click.option("--name-en", required=True)
 @click.option("--kind", required=True, help="municipality, ministry, insurer, pension, …")
-@click.option("--role", "roles", multiple=True, required=True,
-              help="A requester/provider role exactly as in the catalog (repeatable).")
+@click.option("--role", "roles", multiple=True,
+              help="A requester/provider role exactly as in the catalog (repeatable); "
+              "required except for kind 'authority' (flags) and 'partner' (organisations an "
+              "address change is forwarded to, docs/applications.md), which have none.")
 @click.option("--registered-at", help="RFC 3339 time from which the agency's statements count "
               "(default: now).")
 def agency_register(code: str, name_ja: str, name_en: str, kind: str, roles: tuple[str],
@@ -206,6 +208,9 @@ def agency_register(code: str, name_ja: str, name_en: str, kind: str, roles: tup
     """Register agency CODE."""
     from ledger.encoding import parse_time
 
+    if not roles and kind not in ("authority", "partner"):
+        _fail("give at least one --role (only authorities and partners have none)",
+              EXIT_UNUSABLE)
     with _errors():
         since = parse_time(registered_at, field="--registered-at") if registered_at else None
         receipt = _open_ledger(_settings()).register_agency(
