@@ -24,11 +24,14 @@ from api.routers import (
     notices,
     provisions,
     proxies,
+    shards,
     subscriptions,
     tiles,
 )
 from api.services import Services
 from api.settings import ApiSettings
+from api.shards import attach as attach_shards
+from api.shards import open_shards
 from ledger.application import Ledger
 from ledger.errors import ConfigurationError
 
@@ -61,9 +64,14 @@ def open_ledger(settings: ApiSettings) -> Ledger:
 def create_app(settings: ApiSettings, ledger: Ledger | None = None) -> FastAPI:
     """Build the service. Without ``ledger`` it opens (and at shutdown closes) its own, which
     re-verifies the latest checkpoint against stored data before serving anything."""
-    owned = ledger is None
+    owned, given = ledger is None, ledger
+    # docs/shards.md: with KIROKU_SHARDS every shard is opened; the open one serves as the ledger.
+    shard_set = open_shards(settings, ledger)
+    if shard_set is not None:
+        ledger = shard_set.open.ledger
     ledger = ledger if ledger is not None else open_ledger(settings)
     services = Services.open(settings, ledger)
+    attach_shards(services, shard_set)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -73,17 +81,21 @@ def create_app(settings: ApiSettings, ledger: Ledger | None = None) -> FastAPI:
             yield
         finally:
             services.housekeeper.stop()
-            if owned:
+            if shard_set is not None:
+                shard_set.close(keep=given)
+            elif owned:
                 ledger.close()
 
     app = FastAPI(title="kiroku", version="1", description=DESCRIPTION, lifespan=lifespan,
                   responses=problems.responses(400, 405, 413, 429))
     app.state.services = services
+    app.state.shards = shard_set
     problems.install(app)
     for module in (provisions, agencies, auth, me, completeness, log, health, tiles):
         app.include_router(module.router)
     for module in (flags, proxies):  # docs/api.md "Flags", "Proxies"
         app.include_router(module.router)
+    app.include_router(shards.router)  # docs/shards.md
     app.include_router(notices.router)  # docs/notices.md
     app.include_router(subscriptions.router)  # docs/alerts.md
     app.include_router(applications.router)  # docs/applications.md

@@ -163,6 +163,9 @@ class Record(BaseModel):
     items: list[ItemName]
     outcome: str = Field(examples=["provided"], description="provided or not_provided")
     reason: str | None = Field(examples=[None], description="Reason code when not provided")
+    log: str | None = Field(default=None, examples=["kiroku.example/2026"],
+                            description="In a sharded deployment (docs/shards.md), the origin of "
+                            "the log that holds the record: its proofs and vkey are that log's")
 
 
 _RECORD_EXAMPLE: dict[str, Any] = {
@@ -314,3 +317,5 @@ class AgencyReport(BaseModel):
     flags: list[ReportFlag] = Field(default_factory=list)
     withheld: int = Field(default=0, examples=[1], description="The agency's records withheld "
                           "from their resident now by a flag or a delayed disclosure")
+    logs: list[str] | None = Field(default=None, description="In a sharded deployment "
+                                   "(docs/shards.md), the logs counted, oldest first")

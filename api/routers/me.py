@@ -66,7 +66,7 @@ def get_provision(provision_id: UUID, resident: ResidentDep, services: ServicesD
     signed checkpoint, so the resident can check it offline with nothing but the operator's
     ``vkey`` (kiroku.client does: ``verify_record``)."""
     record, line = _own_entry(provision_id, resident.subject, services)
-    ledger = services.ledger
+    ledger = ledger_of(record, services)
     payload = line["payload"]
     settings = services.settings
     covering = checkpoint_for_proof(ledger, settings.witness_list(), settings.quorum,
@@ -79,17 +79,23 @@ def get_provision(provision_id: UUID, resident: ResidentDep, services: ServicesD
             "vkey": ledger.vkey}
 
 
+def ledger_of(record: Any, services: ServicesDep) -> Any:
+    """The log holding the record: its shard's (docs/shards.md), else the service's one."""
+    return getattr(record, "ledger", None) or services.ledger
+
+
 def _own_entry(provision_id: UUID, subject: str, services: ServicesDep) -> tuple[Any, Any]:
     """The resident's record and its export line; the same 404 for a record of someone else
     as for one that does not exist, so the answer reveals nothing about other residents."""
     record = _records(services).get(subject, provision_id)
     if record is None:
         raise ResourceNotFound(f"you have no record {provision_id}")
-    line = next(iter(services.ledger.export(record.index, record.index + 1)), None)
+    ledger = ledger_of(record, services)
+    line = next(iter(ledger.export(record.index, record.index + 1)), None)
     payload = line["payload"] if line else None
     # A version-2 payload names link codes: it is this resident's if they resolve to them.
     if line is None or (payload is not None
-                        and services.ledger.link_codes.resident_of(payload) != subject):
+                        and ledger.link_codes.resident_of(payload) != subject):
         raise ResourceNotFound(f"you have no record {provision_id}")
     return record, line
 
@@ -108,11 +114,12 @@ def get_provision_proof(provision_id: UUID, resident: ResidentDep, services: Ser
     It holds the resident's own record: keep it as private as the record itself."""
     record, _ = _own_entry(provision_id, resident.subject, services)
     settings = services.settings
-    covering = checkpoint_for_proof(services.ledger, settings.witness_list(), settings.quorum,
+    ledger = ledger_of(record, services)
+    covering = checkpoint_for_proof(ledger, settings.witness_list(), settings.quorum,
                                     record.index)
     if covering is None:
         raise ProofPending("no (witnessed) checkpoint covers this record yet; ask again shortly",
                            retry_after=max(settings.checkpoint_interval, 1.0))
-    text = entry_proof(services.ledger, record.index, covering[0], covering[1])
+    text = entry_proof(ledger, record.index, covering[0], covering[1])
     return PlainTextResponse(text, media_type="text/plain; charset=utf-8", headers={
         "Content-Disposition": f'attachment; filename="{provision_id}.tlog-proof"'})
