@@ -131,6 +131,12 @@ def _a_email_subscription(env: Env) -> str:
     return f"/v1/me/subscriptions/{created.id}/confirm"
 
 
+def _slug(env: Env) -> str:
+    from ledger.shards import slug_of
+
+    return slug_of(env.world.ledger.origin)
+
+
 def _login_body(env: Env) -> dict:
     cred = env.residents["A"]
     got = env.client.post("/v1/auth/challenge").json()
@@ -199,6 +205,20 @@ MATRIX: list[tuple[str, str, Target, Callable[[Env], object] | None, dict[str, i
      lambda e: f"/v1/proxy/principals/{_proxy(e)}/provisions/{_a_record(e)}", None,
      {"A": 404, "B": 404, "X": 403, "Y": 403, "auditor": 403, "anon": 401, "P": 200}),
     ("GET", "/metrics", lambda e: "/metrics", None, PUBLIC),
+    # Sharded logs (docs/shards.md): every shard's log, public as /v1/log; entries for auditors.
+    ("GET", "/v1/shards", lambda e: "/v1/shards", None, PUBLIC),
+    ("GET", "/v1/shards/{slug}/log", lambda e: f"/v1/shards/{_slug(e)}/log", None, PUBLIC),
+    ("GET", "/v1/shards/{slug}/log/checkpoint",
+     lambda e: f"/v1/shards/{_slug(e)}/log/checkpoint", None, PUBLIC),
+    ("GET", "/v1/shards/{slug}/log/checkpoints",
+     lambda e: f"/v1/shards/{_slug(e)}/log/checkpoints", None, PUBLIC),
+    ("GET", "/v1/shards/{slug}/log/proof/inclusion",
+     lambda e: f"/v1/shards/{_slug(e)}/log/proof/inclusion?index=0", None, PUBLIC),
+    ("GET", "/v1/shards/{slug}/log/proof/consistency",
+     lambda e: f"/v1/shards/{_slug(e)}/log/proof/consistency?old=1", None, PUBLIC),
+    ("GET", "/v1/shards/{slug}/log/entries",
+     lambda e: f"/v1/shards/{_slug(e)}/log/entries?start=0&end=2", None,
+     {"A": 403, "B": 403, "X": 403, "Y": 403, "auditor": 200, "anon": 401, "P": 403}),
     # Notices (docs/notices.md): statements authenticate themselves; an agency keeps its own
     # residents' attributes and reads its own counts; residents and A's proxy read A's notices.
     ("POST", "/v1/notices", lambda e: "/v1/notices", _notice_statement,
