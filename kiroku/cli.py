@@ -1044,3 +1044,8 @@ main.add_command(_operator)
 from api.alerts_cli import alerts as _alerts
 
 main.add_command(_alerts)
+
+# -- sharded logs (docs/shards.md) ---------------------------------------------------------------
+from kiroku.shard_cli import shard as _shard
+
+main.add_command(_shard)
