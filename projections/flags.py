@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import ColumnElement, delete, exists, or_, select, true
+from sqlalchemy import BindParameter, ColumnElement, delete, exists, or_, select, true
 from sqlalchemy.orm import Session, aliased
 
 from ledger.encoding import now_utc
@@ -117,14 +117,19 @@ def now_micros(now: datetime | None = None) -> int:
     return micros((now or now_utc()).isoformat())
 
 
-def disclosed(now: int) -> ColumnElement[bool]:
+#: A time or log index: a value, or a bound parameter of a statement built once
+#: (projections.resident prepares its queries).
+Bound = int | BindParameter[Any]
+
+
+def disclosed(now: Bound) -> ColumnElement[bool]:
     """The resident-view row is shown at ``now`` (µs): no flag in force on it."""
     return ~exists().where(resident_flag.c.idx == rr.c.idx,
                            or_(resident_flag.c.disclose_after.is_(None),
                                resident_flag.c.disclose_after > now))
 
 
-def disclosed_as_of(now: int, as_of: int) -> ColumnElement[bool]:
+def disclosed_as_of(now: Bound, as_of: Bound) -> ColumnElement[bool]:
     """As ``disclosed``, with only the flag changes up to log index ``as_of`` applied (the
     history table): a flag is in force if its last change up to then set it, with no
     ``disclose_after`` or one after ``now``."""
@@ -172,5 +177,5 @@ def agency_flags(session: Session, code: str, as_of: int | None, now: int
     return changes, withheld
 
 
-def visible_condition(as_of: int | None, now: int) -> ColumnElement[bool]:
+def visible_condition(as_of: Bound | None, now: Bound) -> ColumnElement[bool]:
     return disclosed(now) if as_of is None else disclosed_as_of(now, as_of)

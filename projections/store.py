@@ -22,7 +22,7 @@ from typing import Any
 from eventsourcing.persistence import IntegrityError, Tracking
 from eventsourcing_sqlalchemy.datastore import SQLAlchemyDatastore
 from eventsourcing_sqlalchemy.recorders import SQLAlchemyTrackingRecorder
-from sqlalchemy import Engine, insert, inspect, select, update
+from sqlalchemy import Connection, Engine, Select, insert, inspect, select, update
 from sqlalchemy.orm import Session
 
 from ledger.storage import KirokuDatastore, writing
@@ -108,6 +108,7 @@ class ViewStore:
                                     ("notices", "kiroku_notice_tracking"))
             }
         self._checked = False
+        self._applied: dict[str, Select[Any]] = {}
 
     @property
     def dialect(self) -> str:
@@ -125,8 +126,15 @@ class ViewStore:
             )
         self._checked = True
 
-    def applied_index(self, session: Session, name: str) -> int | None:
+    def applied_index(self, session: Session | Connection, name: str) -> int | None:
         """The last log index projection ``name`` has applied, in ``session``'s snapshot."""
+        index = session.execute(self._applied_statement(name)).scalar()
+        return None if index is None else int(index)
+
+    def _applied_statement(self, name: str) -> Select[Any]:
+        # Built once per store: every resident page reads it (projections.resident says why).
+        if name in self._applied:
+            return self._applied[name]
         from ledger.application import Ledger
         from ledger.schema import log_entry
 
@@ -134,11 +142,10 @@ class ViewStore:
         position = (select(table.c.notification_id)
                     .where(table.c.application_name == Ledger.name).scalar_subquery())
         # Notification ids grow with the log index, so the newest applied entry is one index seek.
-        index = session.execute(
+        statement = self._applied[name] = (
             select(log_entry.c.idx).where(log_entry.c.notification_id <= position)
-            .order_by(log_entry.c.notification_id.desc()).limit(1)
-        ).scalar()
-        return None if index is None else int(index)
+            .order_by(log_entry.c.notification_id.desc()).limit(1))
+        return statement
 
     def read(self) -> Any:
         """A read-only transaction (a context manager yielding a Session)."""
