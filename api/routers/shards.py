@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from api import problems
 from api.deps import AuditorDep, ServicesDep
@@ -46,6 +46,17 @@ class ShardInfo(BaseModel):
 
 
 class ShardList(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"example": {
+        "open": "kiroku.example/2027", "shards": [
+            {"origin": "kiroku.example/2026", "slug": "kiroku.example-2026", "state": "frozen",
+             "tree_size": 1042, "vkey": "kiroku.example/2026+7a1b2c3d+AbC…", "previous": None,
+             "final_checkpoint": "kiroku.example/2026\n1042\nbase64root=\n\n— …\n",
+             "url": "/v1/shards/kiroku.example-2026/log"},
+            {"origin": "kiroku.example/2027", "slug": "kiroku.example-2027", "state": "open",
+             "tree_size": 77, "vkey": "kiroku.example/2027+4e5f6a7b+XyZ…",
+             "previous": {"origin": "kiroku.example/2026", "size": 1042, "root": "base64root="},
+             "final_checkpoint": None, "url": "/v1/shards/kiroku.example-2027/log"}]}})
+
     open: str
     shards: list[ShardInfo]
 
@@ -83,7 +94,10 @@ def info(slug: Slug, request: Request, services: ServicesDep) -> dict[str, Any]:
 
 
 @router.get("/{slug}/log/checkpoint", response_class=PlainTextResponse,
-            responses=problems.responses(404),
+            responses={200: {"content": {"text/plain": {"example": "kiroku.example/2026\n1042\n"
+                                                          "base64root=\n\n— kiroku.example/2026"
+                                                          " sig\n"}}},
+                       **problems.responses(404)},
             summary="A shard's latest signed checkpoint (its final one once frozen)")
 def checkpoint(slug: Slug, request: Request, services: ServicesDep) -> PlainTextResponse:
     return log.checkpoint(_shard(request, services, slug))
@@ -116,7 +130,9 @@ def proof_consistency(slug: Slug, request: Request, services: ServicesDep,
 
 @router.get("/{slug}/log/entries", response_class=StreamingResponse,
             responses={200: {"description": "JSON Lines, one export line per entry",
-                             "content": {"application/jsonl": {}}},
+                             "content": {"application/jsonl": {"example":
+                                         '{"index":0,"leaf":"…","leaf_hash":"…","payload":{…},'
+                                         '"salt":"…","erased":false}\n'}}},
                        **problems.responses(400, 401, 403, 404)},
             summary="A shard's entries start..end (exclusive), for auditors")
 def entries(slug: Slug, request: Request, services: ServicesDep, auditor: AuditorDep,
