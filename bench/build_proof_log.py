@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ledger.merkle import append_nodes, frontier_keys, leaf_hash  # noqa: E402
+from ledger.merkle import append_nodes, frontier_keys, leaf_hash
 
 CHUNK = 200_000
 

@@ -744,18 +744,21 @@ class Ledger(Application[UUID]):
         return bytes(row.leaf), bytes(row.leaf_hash)
 
     def prove_inclusion(self, index: int, size: int | None = None) -> dict[str, Any]:
-        """Inclusion proof JSON (docs/log-format.md), RFC 9162 §2.1.3.1."""
-        current = self.tree_size()
-        size = current if size is None else size
-        if not 0 < size <= current:
-            raise InvalidRequest(f"tree size must be in 1..{current}, got {size}")
-        if not 0 <= index < size:
-            raise InvalidRequest(f"leaf index must be in 0..{size - 1}, got {index}")
-        tree = StoredTree(self.log, size)
-        _, digest = self.get_leaf(index)
+        """Inclusion proof JSON (docs/log-format.md), RFC 9162 §2.1.3.1.
+
+        One read transaction: the tree size, then the leaf hash and every stored subtree root
+        the root and the path need, in one query."""
+        with self.log.transaction(commit=False) as session:
+            current = LogRecorder.size_in(session)
+            size = current if size is None else size
+            if not 0 < size <= current:
+                raise InvalidRequest(f"tree size must be in 1..{current}, got {size}")
+            if not 0 <= index < size:
+                raise InvalidRequest(f"leaf index must be in 0..{size - 1}, got {index}")
+            digest, root, path = StoredTree(LogRecorder.reader(session), size).inclusion_bundle(
+                index, size)
         return {"leaf_index": index, "tree_size": size, "leaf_hash": b64encode(digest),
-                "root_hash": b64encode(tree.root()),
-                "proof": [b64encode(h) for h in tree.inclusion_proof(index, size)]}
+                "root_hash": b64encode(root), "proof": [b64encode(h) for h in path]}
 
     def prove_inclusions(self, indices: Sequence[int], size: int) -> dict[int, dict[str, Any]]:
         """Inclusion proof JSON for several leaves in one tree, sharing node reads (a page of
@@ -785,15 +788,18 @@ class Ledger(Application[UUID]):
         return {int(r.idx): (bytes(r.leaf), bytes(r.leaf_hash)) for r in rows}
 
     def prove_consistency(self, old: int, new: int | None = None) -> dict[str, Any]:
-        """Consistency proof JSON (docs/log-format.md), RFC 9162 §2.1.4.1."""
-        current = self.tree_size()
-        new = current if new is None else new
-        if not 0 < old <= new <= current:
-            raise InvalidRequest(f"need 0 < old <= new <= {current}, got old={old} new={new}")
-        tree = StoredTree(self.log, new)
-        return {"old_size": old, "new_size": new, "old_root": b64encode(tree.root(old)),
-                "new_root": b64encode(tree.root(new)),
-                "proof": [b64encode(h) for h in tree.consistency_proof(old, new)]}
+        """Consistency proof JSON (docs/log-format.md), RFC 9162 §2.1.4.1 (one read
+        transaction, one query for the nodes)."""
+        with self.log.transaction(commit=False) as session:
+            current = LogRecorder.size_in(session)
+            new = current if new is None else new
+            if not 0 < old <= new <= current:
+                raise InvalidRequest(
+                    f"need 0 < old <= new <= {current}, got old={old} new={new}")
+            old_root, new_root, proof = StoredTree(
+                LogRecorder.reader(session), new).consistency_bundle(old, new)
+        return {"old_size": old, "new_size": new, "old_root": b64encode(old_root),
+                "new_root": b64encode(new_root), "proof": [b64encode(h) for h in proof]}
 
     def export(self, start: int = 0, end: int | None = None) -> Iterator[dict[str, Any]]:
         """Export lines (docs/log-format.md) in log order, read in bounded chunks."""

@@ -112,21 +112,42 @@ class StoredTree(BaseMerkleTree):  # type: ignore[misc]
             self._nodes.update(self._reader.read_nodes(missing))
 
     # RFC 9162 views -------------------------------------------------------------------------
+    # Each view lists the perfect subtrees it needs (``range_keys``), reads them in one query
+    # and folds them; pymerkle's own walk is kept for ``inclusion_proofs`` only.
+    def _fold(self, start: int, end: int) -> bytes:
+        """MTH(D[start:end]) from the stored roots of the perfect subtrees covering the range."""
+        keys = range_keys(start, end)
+        result = self._nodes[keys[-1]]
+        for key in reversed(keys[:-1]):
+            result = node_hash(self._nodes[key], result)
+        return result
+
+    def _read(self, ranges: Iterable[tuple[int, int]], extra: Iterable[NodeKey] = ()) -> None:
+        wanted = {key for a, b in ranges for key in range_keys(a, b)}
+        wanted.update(extra)
+        missing = wanted - self._nodes.keys()
+        if missing:
+            self._nodes.update(self._reader.read_nodes(missing))
+
     def root(self, size: int | None = None) -> bytes:
         """MTH(D[0:size]) (RFC 9162 §2.1.1)."""
         size = self._size if size is None else size
-        self._prefetched(lambda: self._get_root(0, size))
-        return self._get_root(0, size)  # type: ignore[no-any-return]
+        if size == 0:
+            return hashlib.sha256(b"").digest()
+        self._read([(0, size)])
+        return self._fold(0, size)
 
     def inclusion_proof(self, index: int, size: int) -> list[bytes]:
-        """PATH(index, D[0:size]) (RFC 9162 §2.1.3.1), leaf index counted from zero.
+        """PATH(index, D[0:size]) (RFC 9162 §2.1.3.1), leaf index counted from zero."""
+        ranges = _inclusion_ranges(index, size)
+        self._read(ranges)
+        return [self._fold(a, b) for a, b in ranges]
 
-        pymerkle's path starts with the leaf itself and then lists the siblings bottom-up, which
-        is the RFC's audit path after that first element.
-        """
-        self._prefetched(lambda: self._get_inclusion_path(index + 1, size))
-        _, path = self._get_inclusion_path(index + 1, size)
-        return list(path[1:])
+    def inclusion_bundle(self, index: int, size: int) -> tuple[bytes, bytes, list[bytes]]:
+        """(leaf hash, root, PATH(index, D[0:size])) from one read of storage."""
+        ranges = _inclusion_ranges(index, size)
+        self._read([*ranges, (0, size)], [(0, index)])
+        return self._nodes[(0, index)], self._fold(0, size), [self._fold(a, b) for a, b in ranges]
 
     def inclusion_proofs(self, indices: Collection[int], size: int) -> dict[int, list[bytes]]:
         """PATH(i, D[0:size]) for each index, their nodes read in one query (a page of a
@@ -137,8 +158,47 @@ class StoredTree(BaseMerkleTree):  # type: ignore[misc]
     def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
         """PROOF(old_size, D[0:new_size]) (RFC 9162 §2.1.4.1)."""
         ranges = _consistency_ranges(old_size, new_size)
-        self._prefetched(lambda: [self._get_root(a, b) for a, b in ranges])
-        return [self._get_root(a, b) for a, b in ranges]
+        self._read(ranges)
+        return [self._fold(a, b) for a, b in ranges]
+
+    def consistency_bundle(self, old_size: int, new_size: int
+                           ) -> tuple[bytes, bytes, list[bytes]]:
+        """(old root, new root, PROOF(old_size, D[0:new_size])) from one read of storage."""
+        ranges = _consistency_ranges(old_size, new_size)
+        self._read([*ranges, (0, old_size), (0, new_size)])
+        return (self._fold(0, old_size), self._fold(0, new_size),
+                [self._fold(a, b) for a, b in ranges])
+
+
+def range_keys(start: int, end: int) -> list[NodeKey]:
+    """The perfect subtrees covering leaves [start, end), left to right: the largest aligned
+    power of two first (RFC 9162's split), so folding them from the right gives MTH(D[start:end])
+    for every range a root, inclusion path or consistency proof is made of."""
+    keys: list[NodeKey] = []
+    while start < end:
+        level = (end - start).bit_length() - 1
+        while start & ((1 << level) - 1):
+            level -= 1
+        keys.append((level, start >> level))
+        start += 1 << level
+    return keys
+
+
+def _inclusion_ranges(m: int, n: int) -> list[tuple[int, int]]:
+    """Leaf ranges whose hashes form PATH(m, D[0:n]) (RFC 9162 §2.1.3.1), bottom-up."""
+    if not 0 <= m < n:
+        raise ValueError(f"inclusion needs 0 <= index < size, got {m} and {n}")
+    ranges: list[tuple[int, int]] = []
+    start, end = 0, n
+    while end - start > 1:
+        k = 1 << ((end - start - 1).bit_length() - 1)  # largest power of two < width
+        if m < start + k:
+            ranges.append((start + k, end))
+            end = start + k
+        else:
+            ranges.append((start, start + k))
+            start += k
+    return ranges[::-1]
 
 
 def _consistency_ranges(m: int, n: int) -> list[tuple[int, int]]:

@@ -307,6 +307,17 @@ class LogRecorder(SQLAlchemyApplicationRecorder):
             raise LookupError(f"Merkle nodes missing from storage: {sorted(missing)[:5]}")
         return found
 
+    @staticmethod
+    def size_in(session: Session) -> int:
+        """The tree size as ``session`` sees it."""
+        top = _driver_sql(session, "SELECT MAX(idx) FROM kiroku_log_entry", ()).scalar()
+        return 0 if top is None else int(top) + 1
+
+    @staticmethod
+    def reader(session: Session) -> _SessionNodes:
+        """A NodeReader inside ``session`` (several reads, one transaction)."""
+        return _SessionNodes(session)
+
     def read_nodes(self, keys: Collection[NodeKey]) -> dict[NodeKey, bytes]:
         with self.transaction(commit=False) as session:
             return self._read_nodes(session, keys)
@@ -350,6 +361,14 @@ class LogRecorder(SQLAlchemyApplicationRecorder):
         with self.transaction(commit=False) as session:
             top = session.execute(select(func.max(log_entry.c.idx))).scalar()
         return 0 if top is None else int(top) + 1
+
+
+@dataclass(frozen=True)
+class _SessionNodes:
+    session: Session
+
+    def read_nodes(self, keys: Collection[NodeKey]) -> dict[NodeKey, bytes]:
+        return LogRecorder._read_nodes(self.session, keys)
 
 
 def _uuid_bytes(value: UUID | str) -> bytes:
