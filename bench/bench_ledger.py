@@ -8,6 +8,12 @@ Measures, on SQLite and PostgreSQL:
   events (no validation, signing or chaining), same batch sizes, same database server.
 - baseline 2: this machine's single-core Ed25519 verification rate.
 And, with --memory N: resident memory after 100k entries and after N (default 1M) in one process.
+And, with --proofs HOME [HOME ...] (SQLite homes, each copied to a temporary directory first):
+inclusion and consistency proof latency through ``Ledger.prove_inclusion`` /
+``Ledger.prove_consistency`` at random indices and old sizes against the whole log, every proof
+checked with the verifier's own functions outside the timing; baselines in the same run: the
+previous implementation (four read transactions, pymerkle's walk) and the verifier's check of
+the same proof (the bare hash computation). Target p99 <= 5 ms at 1M and 10M entries.
 
 Prints medians over --repeat runs and the ratios. Usage:
     python bench/bench_ledger.py [--backend sqlite|postgres|both] [--repeat 3] [--memory 1000000]
@@ -24,6 +30,7 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -158,13 +165,112 @@ def memory_run(total: int) -> None:
         world.ledger.close()
 
 
+def _pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+def _previous_inclusion(ledger: Any, index: int) -> dict[str, Any]:
+    """How prove_inclusion worked before (baseline): tree size, root, leaf and path each read
+    in its own transaction, the path by pymerkle's walk run twice (nodes collected, then read)."""
+    from ledger.encoding import b64encode
+    from ledger.merkle import StoredTree
+
+    size = ledger.tree_size()
+    tree = StoredTree(ledger.log, size)
+    tree._prefetched(lambda: tree._get_root(0, size))
+    root = tree._get_root(0, size)
+    _, digest = ledger.get_leaf(index)
+    tree._prefetched(lambda: tree._get_inclusion_path(index + 1, size))
+    path = tree._get_inclusion_path(index + 1, size)[1][1:]
+    return {"leaf_index": index, "tree_size": size, "leaf_hash": b64encode(digest),
+            "root_hash": b64encode(root), "proof": [b64encode(h) for h in path]}
+
+
+def proofs_run(home: Path, samples: int, repeat: int) -> None:
+    """Proof latency on a copy of ``home`` (see the module docstring)."""
+    import base64
+    import random
+    import shutil
+    import tempfile
+
+    from ledger.application import Ledger
+    from ledger.config import Settings
+    from ledger.keys import SigningKey
+    from verifier.merkle import verify_consistency, verify_inclusion
+
+    copy = Path(tempfile.mkdtemp(prefix="kiroku-bench-proofs-"))
+    try:
+        started = time.perf_counter()
+        shutil.copytree(home, copy, dirs_exist_ok=True)
+        os.environ["KIROKU_HOME"] = str(copy)
+        os.environ.pop("KIROKU_DATABASE_URL", None)
+        settings = Settings.from_env()
+        ledger = Ledger(settings, SigningKey.load(settings.operator_key_path))
+        size = ledger.tree_size()
+        print(f"  proofs at {size:,} entries ({home}, copied in "
+              f"{time.perf_counter() - started:.0f} s; load average "
+              f"{os.getloadavg()[0]:.1f})", flush=True)
+        b64 = base64.b64decode
+        rng = random.Random(size)
+        kinds: dict[str, list[float]] = {k: [] for k in ("inc", "con", "prev", "vinc", "vcon")}
+        for run in range(repeat):
+            lat: dict[str, list[float]] = {k: [] for k in kinds}
+            for _ in range(samples):
+                index = rng.randrange(size)
+                t = time.perf_counter()
+                proof = ledger.prove_inclusion(index)
+                lat["inc"].append(time.perf_counter() - t)
+                t = time.perf_counter()
+                previous = _previous_inclusion(ledger, index)
+                lat["prev"].append(time.perf_counter() - t)
+                if previous != proof:
+                    raise SystemExit(f"previous and current inclusion proofs differ at {index}")
+                path = [b64(h) for h in proof["proof"]]
+                t = time.perf_counter()
+                verify_inclusion(b64(proof["leaf_hash"]), index, size, path,
+                                 b64(proof["root_hash"]))
+                lat["vinc"].append(time.perf_counter() - t)
+                old = rng.randrange(1, size)
+                t = time.perf_counter()
+                consistency = ledger.prove_consistency(old)
+                lat["con"].append(time.perf_counter() - t)
+                hashes = [b64(h) for h in consistency["proof"]]
+                t = time.perf_counter()
+                verify_consistency(old, size, hashes, b64(consistency["old_root"]),
+                                   b64(consistency["new_root"]))
+                lat["vcon"].append(time.perf_counter() - t)
+            line = " ".join(f"{k} p50 {_pct(v, 50) * 1e3:.3f} p99 {_pct(v, 99) * 1e3:.3f} ms"
+                            for k, v in lat.items())
+            print(f"  run {run + 1} (load {os.getloadavg()[0]:.1f}): {line}", flush=True)
+            for k, v in lat.items():
+                kinds[k].append(_pct(v, 99))
+                kinds[k + "50"] = kinds.get(k + "50", []) + [_pct(v, 50)]
+        ledger.close()
+        m = {k: statistics.median(v) * 1e3 for k, v in kinds.items()}
+        print(f"proofs at {size:,} entries ({samples} of each per run, medians of {repeat}; all "
+              f"checked with verifier.merkle):\n"
+              f"  inclusion   p50 {m['inc50']:.3f} ms p99 {m['inc']:.3f} ms (target p99 <= 5 ms: "
+              f"{m['inc'] / 5:.2f}); previous implementation p50 {m['prev50']:.3f} ms p99 "
+              f"{m['prev']:.3f} ms (p99 ratio {m['inc'] / m['prev']:.2f}); verifier's check "
+              f"p50 {m['vinc50']:.3f} ms\n"
+              f"  consistency p50 {m['con50']:.3f} ms p99 {m['con']:.3f} ms (target p99 <= 5 ms: "
+              f"{m['con'] / 5:.2f}); verifier's check p50 {m['vcon50']:.3f} ms", flush=True)
+    finally:
+        shutil.rmtree(copy, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument("--backend", choices=["sqlite", "postgres", "both", "none"], default="both")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--batches", type=int, default=10, help="batches of 1,000 per run")
     parser.add_argument("--singles", type=int, default=1000, help="single appends per run")
     parser.add_argument("--memory", type=int, default=0, help="entries for the memory run (0: skip)")
+    parser.add_argument("--proofs", type=Path, nargs="*", default=[],
+                        help="SQLite KIROKU_HOMEs to time proofs on (copied first); with it, "
+                             "--backend none skips the append runs")
+    parser.add_argument("--proof-samples", type=int, default=1000)
     args = parser.parse_args(argv)
 
     rates = [ed25519_rate() for _ in range(args.repeat)]
@@ -190,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{m['kc']:,.0f}/s = {m['kc'] / m['rs']:.2f} × raw single")
     if args.memory:
         memory_run(args.memory)
+    for home in args.proofs:
+        proofs_run(home, args.proof_samples, args.repeat)
     return 0
 
 
