@@ -16,6 +16,13 @@ temporary $KIROKU_HOME, then measures, each phase bounded in requests and time:
 
 Statements are signed before timing starts. Prints medians of per-second rates and p50/p99.
 Targets (issue 4): >= 1,000 single appends/s, >= 4,000 statements/s in batches, list p99 <= 50 ms.
+
+With ``--proofs HOME [HOME ...]`` only proofs are measured instead: for each SQLite home (copied
+to a temporary directory first) ``kiroku serve --workers 2`` answers GET
+/v1/log/proof/inclusion?index=… and /v1/log/proof/consistency?old=… at random indices and old
+sizes against the whole log, from 2 keep-alive connections; baseline in the same run: GET
+/v1/log (the route's floor: one size query) over the same connections. A sample of the answers
+is checked with the verifier's own functions. Target p99 <= 5 ms at 1M and 10M entries.
 """
 
 from __future__ import annotations
@@ -109,7 +116,7 @@ def _time(text: str) -> Any:
     return parse_time(text, field="time")
 
 
-def _load(url: str, method: str, path: str, bodies: list[Any], concurrency: int,
+def _load(url: str, method: str, path: str | list[str], bodies: list[Any], concurrency: int,
           seconds: float, headers: Any = None) -> tuple[list[float], int, float]:
     """Send bodies (or ``len(bodies)`` GETs) over ``concurrency`` keep-alive connections.
 
@@ -135,7 +142,8 @@ def _load(url: str, method: str, path: str, bodies: list[Any], concurrency: int,
                     return
                 body = encoded[i]
                 extra = headers() if callable(headers) else (headers or {})
-                head = [f"{method} {path} HTTP/1.1", f"Host: {host}",
+                target = path[i] if isinstance(path, list) else path
+                head = [f"{method} {target} HTTP/1.1", f"Host: {host}",
                         f"Content-Length: {len(body)}", "Content-Type: application/json",
                         *(f"{k}: {v}" for k, v in extra.items())]
                 t = time.perf_counter()
@@ -191,6 +199,92 @@ def _wrk_resident_list(url: str, tokens: list[str], seconds: float) -> str:
             f"p99 {found.get('99%', '?')}, non-2xx {found.get('non2xx', '0')}")
 
 
+def _serve(home: Path, port: int, workers: int) -> tuple[subprocess.Popen[bytes], str]:
+    env = dict(os.environ, KIROKU_HOME=str(home), KIROKU_DEMO="1")
+    env.pop("KIROKU_DATABASE_URL", None)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "kiroku", "serve", "--host", HOST, "--port", str(port),
+         "--workers", str(workers)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    url = f"http://{HOST}:{port}"
+    for _ in range(600):
+        try:
+            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
+                return server, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    server.kill()
+    raise SystemExit("the server did not come up")
+
+
+def proofs_main(homes: list[Path], port: int, workers: int, samples: int, repeat: int,
+                seconds: float) -> int:
+    import base64
+    import random
+    import statistics
+
+    from verifier.merkle import verify_consistency, verify_inclusion
+
+    for source in homes:
+        home = Path(tempfile.mkdtemp(prefix="kiroku-bench-proofs-"))
+        server = None
+        try:
+            shutil.copytree(source, home, dirs_exist_ok=True)
+            server, url = _serve(home, port, workers)
+            size = httpx.get(url + "/v1/log", timeout=10).json()["tree_size"]
+            rng = random.Random(size)
+            b64 = base64.b64decode
+            with httpx.Client(base_url=url, timeout=10) as client:  # the check, untimed
+                for _ in range(20):
+                    i, old = rng.randrange(size), rng.randrange(1, size)
+                    p = client.get(f"/v1/log/proof/inclusion?index={i}&size={size}").json()
+                    verify_inclusion(b64(p["leaf_hash"]), i, size, [b64(h) for h in p["proof"]],
+                                     b64(p["root_hash"]))
+                    c = client.get(f"/v1/log/proof/consistency?old={old}&new={size}").json()
+                    verify_consistency(old, size, [b64(h) for h in c["proof"]],
+                                       b64(c["old_root"]), b64(c["new_root"]))
+            print(f"proofs over HTTP at {size:,} entries ({source}; {workers} workers, 2 "
+                  f"connections; 20 of each checked with verifier.merkle)", flush=True)
+            p99s: dict[str, list[float]] = {"inclusion": [], "consistency": [], "GET /v1/log": []}
+            p50s: dict[str, list[float]] = {k: [] for k in p99s}
+            for run in range(repeat):
+                paths = {
+                    "inclusion": [f"/v1/log/proof/inclusion?index={rng.randrange(size)}"
+                                  for _ in range(samples)],
+                    "consistency": [f"/v1/log/proof/consistency?old={rng.randrange(1, size)}"
+                                    for _ in range(samples)],
+                    "GET /v1/log": ["/v1/log"] * samples,
+                }
+                parts = []
+                for name, targets in paths.items():
+                    lat, errors, _ = _load(url, "GET", targets, [None] * samples, 2, seconds)
+                    if errors:
+                        raise SystemExit(f"{errors} {name} requests failed")
+                    p50s[name].append(_pct(lat, 50))
+                    p99s[name].append(_pct(lat, 99))
+                    parts.append(f"{name} p50 {_pct(lat, 50) * 1e3:.2f} p99 "
+                                 f"{_pct(lat, 99) * 1e3:.2f} ms ({len(lat)})")
+                print(f"  run {run + 1} (load {os.getloadavg()[0]:.1f}): " + ", ".join(parts),
+                      flush=True)
+            m50 = {k: statistics.median(v) * 1e3 for k, v in p50s.items()}
+            m99 = {k: statistics.median(v) * 1e3 for k, v in p99s.items()}
+            base = m99["GET /v1/log"]
+            for name in ("inclusion", "consistency"):
+                print(f"  {name}: p50 {m50[name]:.2f} ms, p99 {m99[name]:.2f} ms (medians of "
+                      f"{repeat}; target p99 <= 5 ms: {m99[name] / 5:.2f}); baseline GET /v1/log "
+                      f"p50 {m50['GET /v1/log']:.2f} ms p99 {base:.2f} ms (ratio "
+                      f"{m99[name] / base:.2f})", flush=True)
+        finally:
+            if server is not None:
+                server.terminate()
+                try:
+                    server.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    server.kill()
+            shutil.rmtree(home, ignore_errors=True)
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="bound per phase")
@@ -205,7 +299,14 @@ def main() -> int:
     parser.add_argument("--database-url", help="PostgreSQL instead of SQLite")
     parser.add_argument("--cache", type=Path,
                         help="SQLite only: keep the loaded KIROKU_HOME here; later runs copy it")
+    parser.add_argument("--proofs", type=Path, nargs="+",
+                        help="only measure proofs over HTTP on copies of these SQLite homes")
+    parser.add_argument("--proof-samples", type=int, default=2000)
+    parser.add_argument("--repeat", type=int, default=3, help="rounds of the proof phase")
     args = parser.parse_args()
+    if args.proofs:
+        return proofs_main(args.proofs, args.port, args.workers, args.proof_samples, args.repeat,
+                           args.seconds * 3)
 
     home = Path(tempfile.mkdtemp(prefix="kiroku-bench-api-"))
     if args.cache and args.database_url:
