@@ -46,7 +46,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 
@@ -202,7 +202,8 @@ class Harness:
             self.vkey, self.origin = ledger.vkey, ledger.origin
         finally:
             ledger.close()
-        for number, statement in enumerate(made):
+        for number, made_one in enumerate(made):
+            statement = cast(dict[str, Any], made_one)
             payload = dict(statement["payload"])
             payload["request_id"] = f"{payload['request_id']}-crash-{number}"
             agency = statement["statement"]["agency"]
