@@ -50,8 +50,8 @@ import httpx
 BENCH = Path(__file__).resolve().parent
 sys.path[:0] = [str(BENCH), str(BENCH.parent)]
 
-from bench_api import HOST, _load, _pct, _prepare, _time  # noqa: E402
-from bench_pages import _page_login, _rotating, _start_server, _wait_ready  # noqa: E402
+from bench_api import HOST, _load, _pct, _prepare, _time
+from bench_pages import _page_login, _rotating, _start_server, _wait_ready
 
 LATENCY_P50_S, LATENCY_P99_S, LIST_P99_S = 2.0, 10.0, 0.050
 DISTRICT = "131121-01"
@@ -125,8 +125,8 @@ def bench_group(residents: int, rounds: int) -> None:
             catch_up(ledger)
             rows["group"].append(time.perf_counter() - t)
             t = time.perf_counter()
-            counted = [x for x in notices.for_agency(city)["notices"]
-                       if x["id"] == str(receipt.id)][0]["delivery"]["applies_to"]
+            counted = next(x for x in notices.for_agency(city)["notices"]
+                           if x["id"] == str(receipt.id))["delivery"]["applies_to"]
             rows["count"].append(time.perf_counter() - t)
             if counted != residents:
                 raise SystemExit(f"the group notice applies to {counted}, not {residents}")
