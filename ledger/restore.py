@@ -64,6 +64,10 @@ from ledger.notices import Notice, notice_uuid
 from ledger.proxies import Proxy
 from ledger.schema import checkpoint as checkpoint_table
 from ledger.schema import log_entry
+from ledger.shards import FROZEN as SHARD_FROZEN
+from ledger.shards import OPENED as SHARD_OPENED
+from ledger.shards import ShardEnd, ShardStart, seal
+from ledger.shards import aggregate_id as shard_aggregate_id
 from ledger.signing import verify_commitment
 from ledger.storage import AppendedEntry, writing
 
@@ -140,12 +144,14 @@ def import_export(ledger: Ledger, path: Path, verified_root: bytes, first_operat
                 "the target database already holds a log; import into a new, empty database "
                 "('kiroku db upgrade' on a fresh database, without 'kiroku init')")
         current_operator = None  # the operator key after the last rotation entry, if any
+        last_kind = None
         for chunk in _chunks(_read_lines(path), _CHUNK):
             stored, bodies, leaves = _events(ledger, session, chunk)
             for line in chunk:
                 if line.leaf_json["kind"] == "operator.key_rotated" and line.payload:
                     current_operator = base64.b64decode(line.payload["public_key"])
                 erased += line.payload is None
+                last_kind = line.leaf_json["kind"]
             appended.clear()
             ledger.log.insert_events(stored, session=session, log_entries=bodies,
                                      appended=appended)
@@ -164,6 +170,10 @@ def import_export(ledger: Ledger, path: Path, verified_root: bytes, first_operat
                 f"the operator key in {ledger.settings.operator_key_path} is not the log's "
                 "current operator key (the --vkey key, or the last operator.key_rotated entry's); "
                 "put the operator's key there to continue the log; nothing was imported")
+        if last_kind == SHARD_FROZEN:
+            # A frozen shard restored stays frozen: the database refuses later entries, as the
+            # source's did (ledger.shards.freeze), in the import's own transaction.
+            seal(session)
     ledger.refresh_registry()
     root = ledger.get_root(size)
     if root != verified_root:
@@ -231,6 +241,9 @@ _EVENTS: dict[str, tuple[type[Logged], type[Aggregate] | None]] = {
     "proxy.registered": (Proxy.Registered, Proxy),
     "proxy.cancelled": (Proxy.Cancelled, None),
     NOTICE_KIND: (Notice.Issued, Notice),
+    # Sharded logs (ledger.shards): a shard's first and last entries, each its own aggregate.
+    SHARD_OPENED: (ShardStart.Opened, ShardStart),
+    SHARD_FROZEN: (ShardEnd.Frozen, ShardEnd),
     # E-applications (ledger.applications): one aggregate per application, its steps after it.
     **{kind: (event, Application if kind == APPLICATION_SUBMITTED else None)
        for kind, event in APPLICATION_EVENTS.items()},
@@ -266,6 +279,8 @@ def _aggregate_id(line: _Line) -> uuid.UUID:
         return notice_uuid(statement["agency"], payload["notice_id"])
     if kind in APPLICATION_EVENTS:
         return uuid.UUID(payload["application"])
+    if kind in (SHARD_OPENED, SHARD_FROZEN):
+        return shard_aggregate_id(kind, payload["origin"])
     return uuid.UUID(payload["proxy"])
 
 

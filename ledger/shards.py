@@ -80,7 +80,7 @@ class ShardEnd(LoggedAggregate):
         pass
 
 
-def _aggregate_id(kind: str, origin: str) -> uuid.UUID:
+def aggregate_id(kind: str, origin: str) -> uuid.UUID:
     return uuid.uuid5(NAMESPACE, f"{kind}:{origin}")
 
 
@@ -231,9 +231,9 @@ def _operator_entry(ledger: Ledger, kind: str, payload: dict[str, Any]) -> tuple
               "payload": signed["payload"], "salt": signed["salt"],
               "logged_at": format_time(now_utc())}
     if kind == OPENED:
-        return ShardStart._create(ShardStart.Opened, id=_aggregate_id(kind, ledger.origin),
+        return ShardStart._create(ShardStart.Opened, id=aggregate_id(kind, ledger.origin),
                                   **fields), fields
-    return ShardEnd._create(ShardEnd.Frozen, id=_aggregate_id(kind, ledger.origin),
+    return ShardEnd._create(ShardEnd.Frozen, id=aggregate_id(kind, ledger.origin),
                             **fields), fields
 
 
@@ -262,6 +262,13 @@ def _seal_sql(dialect: str) -> list[str]:
             f"BEGIN SELECT RAISE(ABORT, '{_FROZEN_MESSAGE}'); END")]
 
 
+def seal(session: Any) -> None:
+    """Install the trigger in the session's transaction (freezing, or importing a frozen
+    shard's export)."""
+    for statement in _seal_sql(session.get_bind().dialect.name):
+        session.execute(text(statement))
+
+
 def freeze(ledger: Ledger) -> Checkpoint:
     """Freeze the shard: append ``shard.frozen`` and seal the database in one transaction, then
     sign the final checkpoint (which covers that entry). Idempotent: freezing a frozen shard
@@ -275,8 +282,7 @@ def freeze(ledger: Ledger) -> Checkpoint:
             if last is not None and _kind(bytes(last.leaf)) == FROZEN:
                 raise ShardError(f"the log {ledger.origin} was frozen meanwhile")
             _save_entry(ledger, aggregate, session=session)
-            for statement in _seal_sql(session.get_bind().dialect.name):
-                session.execute(text(statement))
+            seal(session)
     final = ledger.checkpoint()
     if final.size != ledger.tree_size():
         raise ShardError(f"the final checkpoint of {ledger.origin} covers {final.size} entries, "

@@ -11,6 +11,7 @@ shard's checkpoint.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import subprocess
 import tempfile
@@ -298,6 +299,50 @@ def test_the_verifier_checks_both_exports_and_their_link(deployment: Deployment,
             stranger.close()
     assert shards_command([other, new], workers=0) == 1
     assert "continues" in capsys.readouterr().out
+
+
+def test_each_shards_export_imports_as_a_backup_and_the_frozen_one_stays_frozen(
+        deployment: Deployment) -> None:
+    """``kiroku log import`` restores each shard from its export (docs/backup.md): same size
+    and root, the frozen shard refuses appends like its source, the open one continues."""
+    from click.testing import CliRunner
+
+    from kiroku.cli import main as cli_main
+
+    d = deployment
+    d.client.post("/v1/provisions", json=d.world.statement())
+    d.second.checkpoint()
+    fresh = sqlite_database if d.first.settings.database_url.startswith("sqlite") \
+        else postgres_database
+    for source, name in ((d.first, "r2026"), (d.second, "r2027")):
+        export, _, vkey_file = _dump(source, d.home / f"export-{name}")
+        home = d.home / name
+        (home / "keys").mkdir(parents=True)
+        source.operator_key.save(home / "keys" / "operator.pem")
+        with fresh() as url:
+            result = CliRunner().invoke(cli_main, [
+                "log", "import", export, "--vkey", Path(vkey_file).read_text().strip(),
+                "--workers", "0"], env={"KIROKU_HOME": str(home), "KIROKU_DATABASE_URL": url,
+                                        "KIROKU_LOG_ORIGIN": source.origin})
+            assert result.exit_code == 0, result.output
+            restored = Ledger(Settings(home=home, database_url=url, key_dir=home / "keys",
+                                       origin=source.origin), source.operator_key)
+            try:
+                size = source.tree_size()
+                assert restored.tree_size() == size
+                assert restored.get_root(size) == source.get_root(size)
+                assert shards.state_of(restored).previous == shards.state_of(source).previous
+                if source is d.first:
+                    assert shards.is_frozen(restored)
+                    with pytest.raises(shards.ShardFrozen):
+                        shards.refusing_when_frozen(
+                            restored, functools.partial(restored.append, d.world.statement()))
+                    assert restored.tree_size() == size
+                else:
+                    assert not shards.is_frozen(restored)
+                    assert restored.append(d.world.statement()).index == size
+            finally:
+                restored.close()
 
 
 GO_NOTE = Path(__file__).parent.parent / "interop" / "note_cosigned.go"
