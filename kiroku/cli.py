@@ -4,6 +4,7 @@ input or set-up (bad arguments, unreadable file, missing key or database)."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import sys
 from collections.abc import Iterator
@@ -456,12 +457,18 @@ def append(source: IO[str]) -> None:
         statement = document.get("statement") if isinstance(document, dict) else None
         return isinstance(statement, dict) and statement.get("kind") == "provision.flagged"
 
+    from ledger.shards import refusing_when_frozen
+
     with _errors():
         ledger = _open_ledger(_settings())
-        for receipt in ledger.append_batch([d for d in documents if not is_flag(d)]):
+        # A frozen shard's database refuses the insert; say so instead of the database's words.
+        receipts = refusing_when_frozen(ledger, functools.partial(
+            ledger.append_batch, [d for d in documents if not is_flag(d)]))
+        for receipt in receipts:
             click.echo(json.dumps(receipt.to_json(), ensure_ascii=False))
         for document in filter(is_flag, documents):
-            click.echo(json.dumps(ledger.append_flag(document).to_json(), ensure_ascii=False))
+            flagged = refusing_when_frozen(ledger, functools.partial(ledger.append_flag, document))
+            click.echo(json.dumps(flagged.to_json(), ensure_ascii=False))
 
 
 # -- proxies (代理人; ledger/proxies.py) ---------------------------------------------------------

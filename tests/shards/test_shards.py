@@ -345,6 +345,23 @@ def test_each_shards_export_imports_as_a_backup_and_the_frozen_one_stays_frozen(
                 restored.close()
 
 
+def test_kiroku_append_on_a_frozen_shard_says_so(sqlite_deployment: Deployment) -> None:
+    from click.testing import CliRunner
+
+    from kiroku.cli import main as cli_main
+
+    d = sqlite_deployment
+    size = d.first.tree_size()
+    result = CliRunner().invoke(cli_main, ["append", "-"], input=json.dumps(d.world.statement()),
+                                env={"KIROKU_HOME": str(d.home),
+                                     "KIROKU_DATABASE_URL": d.first.settings.database_url,
+                                     "KIROKU_KEY_DIR": str(d.first.settings.key_dir),
+                                     "KIROKU_LOG_ORIGIN": d.first.origin})
+    assert result.exit_code == 1, result.output
+    assert "shard-frozen" in result.stderr and "open shard" in result.stderr
+    assert d.first.tree_size() == size
+
+
 GO_NOTE = Path(__file__).parent.parent / "interop" / "note_cosigned.go"
 
 
