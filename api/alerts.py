@@ -1,9 +1,12 @@
 """The alert sender: runs the alert projection, then delivers the outbox by e-mail and webhook.
 
 Guarantee: at least once to the transport, never silently lost. A message is marked sent only
-after the SMTP server accepted it (end of DATA) or the webhook answered 2xx, each in its own
-transaction; a sender killed between the two delivers that message again after restart (once
-its claim's lease ends), with the SAME id: ``Message-ID: <delivery-id@domain>`` and the
+after the SMTP server accepted it (end of DATA) or the webhook answered 2xx. Marks are written
+together, at most ``ALERT_MARK_INTERVAL`` seconds after the first of them (one write transaction
+per window instead of one per message: on SQLite every write takes the database's one write
+lock, which the appends need too). A sender killed before the marks are written delivers those
+messages again after restart (once their claim's lease ends) — at most the messages of the last
+window, and the one in flight — with the SAME id: ``Message-ID: <delivery-id@domain>`` and the
 ``Kiroku-Delivery`` header, derived from (subscription, provision), so receivers drop the copy.
 Failures retry with exponential backoff (``ALERT_BACKOFF`` × 2^attempt, at most an hour) and
 after ``ALERT_MAX_ATTEMPTS`` go to the dead-letter list (``kiroku alerts dead-letters``,
@@ -13,7 +16,8 @@ Configuration (prefix ``KIROKU_``): ``SMTP_URL`` (``smtp://[user:password@]host:
 ``?starttls=1`` for STARTTLS, or ``smtps://`` for TLS from the start; without it e-mail waits),
 ``ALERT_FROM`` (default ``kiroku@localhost``), ``PUBLIC_URL`` (the link's base, default
 ``http://127.0.0.1:8000``), ``ALERT_MAX_ATTEMPTS`` (8), ``ALERT_BACKOFF`` (s, 2),
-``ALERT_LEASE`` (s, 60), ``ALERT_INTERVAL`` (s, 0.5), ``ALERT_TIMEOUT`` (s, 10).
+``ALERT_LEASE`` (s, 60), ``ALERT_INTERVAL`` (s, 0.5), ``ALERT_TIMEOUT`` (s, 10),
+``ALERT_MARK_INTERVAL`` (s, 0.1; 0 marks each message in its own transaction).
 
 Nothing personal is logged: counts and delivery ids only, never an address, a URL or a subject;
 errors are kept as their class and status code (an SMTP refusal's text can quote the address).
@@ -59,6 +63,7 @@ class AlertSettings(BaseSettings):
     alert_interval: float = Field(default=0.5, gt=0, le=60)
     alert_timeout: float = Field(default=10.0, gt=0, le=120)
     alert_batch: int = Field(default=100, ge=1, le=10_000)
+    alert_mark_interval: float = Field(default=0.1, ge=0, le=10)
 
 
 class DeliveryFailed(Exception):
@@ -106,10 +111,14 @@ class Sender:
             stopping.wait(self.settings.alert_interval)
 
     def _deliver(self, batch: list[pa.Message]) -> int:
-        delivered = 0
         smtp: smtplib.SMTP | None = None
+        sent: list[pa.Message] = []  # accepted by the transport, mark not yet written
+        window = self.settings.alert_mark_interval
+        since = 0.0
+        delivered = 0
         try:
             for message in batch:
+                began = time.monotonic()
                 try:
                     if message.channel == pa.EMAIL:
                         smtp = smtp or self._smtp()
@@ -121,14 +130,33 @@ class Sender:
                         smtp = self._drop(smtp)
                     self._failed(message, str(exc))
                     continue
-                with self.store.write() as session:
-                    pa.mark_sent(session, message.id)
-                delivered += 1
-                log.info("delivered %s %s", message.kind, message.id)
+                now = time.monotonic()
+                if not sent:
+                    since = began
+                sent.append(message)
+                # A window's worth sent, or a transport slower than the window (then a mark per
+                # message costs little beside the send): write the marks now.
+                if now - since >= window or now - began >= window:
+                    delivered += self._mark(sent)
         finally:
-            if smtp is not None:
-                self._drop(smtp)
+            try:
+                delivered += self._mark(sent)
+            finally:
+                if smtp is not None:
+                    self._drop(smtp)
         return delivered
+
+    def _mark(self, sent: list[pa.Message]) -> int:
+        """Write the marks of ``sent`` in one transaction and empty it."""
+        if not sent:
+            return 0
+        with self.store.write() as session:
+            pa.mark_sent(session, [m.id for m in sent])
+        for message in sent:
+            log.info("delivered %s %s", message.kind, message.id)
+        count = len(sent)
+        sent.clear()
+        return count
 
     def _failed(self, message: pa.Message, error: str) -> None:
         attempt = message.attempts + 1

@@ -359,9 +359,12 @@ def claim(session: Session, *, limit: int, lease_us: int, channels: Sequence[str
     return claimed
 
 
-def mark_sent(session: Session, message_id: uuid.UUID) -> None:
-    session.execute(update(outbox).where(outbox.c.id == message_id)
-                    .values(state=SENT, sent_at=now_micros(), last_error=None))
+def mark_sent(session: Session, message_ids: Sequence[uuid.UUID]) -> None:
+    """Mark messages the transport accepted as sent."""
+    now = now_micros()
+    for start in range(0, len(message_ids), 500):
+        session.execute(update(outbox).where(outbox.c.id.in_(message_ids[start:start + 500]))
+                        .values(state=SENT, sent_at=now, last_error=None))
 
 
 def mark_failed(session: Session, message_id: uuid.UUID, error: str, *, retry_in_us: int | None
