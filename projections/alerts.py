@@ -277,6 +277,20 @@ class AlertProjection:
         """Process one batch; the number of notifications advanced over (0: current, or
         another process committed this batch first)."""
         after = self.position()
+        top, anyone = self._head(after)
+        if top <= after:
+            return 0
+        if not anyone:
+            # Nobody is subscribed: nothing logged so far can raise an alert (an alert is only
+            # for records logged after its subscription was confirmed), so the position moves
+            # to the log's head without reading a single entry — on a large log the first
+            # start after an upgrade would otherwise decode every entry for nobody.
+            try:
+                with self.store.write() as session:
+                    self.tracking._insert_tracking(session, Tracking(APPLICATION, top))
+            except IntegrityError:
+                return 0
+            return top - after
         batch = self.reader.read(after)
         if batch.position <= after:
             return 0
@@ -287,6 +301,20 @@ class AlertProjection:
         except IntegrityError:
             return 0
         return batch.position - after
+
+    def _head(self, after: int) -> tuple[int, bool]:
+        """The log's last notification id, and whether any subscription is confirmed (asked
+        only when the log has moved on). The head is read first: a subscription confirmed later
+        alerts only on later records (the ordering the projection relies on when it reads
+        subscriptions per batch)."""
+        events = self.reader._events
+        with self.store.read() as session:
+            top = int(session.execute(select(func.max(events.c.id))).scalar() or 0)
+            if top <= after:
+                return top, True
+            confirmed = session.execute(select(subscription.c.id).where(
+                subscription.c.confirmed_at.is_not(None)).limit(1)).first()
+        return top, confirmed is not None
 
     def catch_up(self) -> int:
         total = 0

@@ -245,6 +245,41 @@ def test_alert_by_mail_and_signed_webhook_without_personal_data(
         sender.close()
 
 
+def test_a_log_nobody_subscribed_to_is_passed_over_unread(api: Env, hook: Hook) -> None:
+    """The first start of the sender on a large log with no subscriber reads no entry (an
+    alert is only for records logged after its subscription was confirmed)."""
+    env = api
+    for _ in range(5):
+        _append(env)
+    env.settle()
+    sender = _sender(env)
+    try:
+        reads: list[int] = []
+        read = sender.projection.reader.read
+
+        def counting(after: int, stop: int | None = None) -> Any:
+            reads.append(after)
+            return read(after, stop)
+
+        sender.projection.reader.read = counting  # type: ignore[method-assign]
+        sender.run_once()
+        assert reads == []
+        assert sender.projection.position() == env.world.ledger.log.max_notification_id()
+        created = _post(env, "A", "/v1/me/subscriptions", {"channel": "webhook",
+                                                           "target": hook.url})
+        assert created.status_code == 201, created.text
+        sender.run_once()
+        assert hook.received == []  # the records before the subscription raise nothing
+        provision = _append(env)
+        env.settle()
+        _until(lambda: len(hook.received) == 1, sender.run_once)
+        assert reads, "with a subscriber the projection reads the log again"
+        body = json.loads(hook.received[0][1])
+        assert body["type"] == "record.new" and provision not in hook.received[0][1].decode()
+    finally:
+        sender.close()
+
+
 def test_bad_subscriptions_are_refused_and_change_nothing(env: Env) -> None:
     for body in ({"channel": "email", "target": "not an address"},
                  {"channel": "webhook", "target": "http://example.jp/hook"},
