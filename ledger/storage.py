@@ -105,7 +105,9 @@ def _drop_read_only(context: Any) -> None:
 
 
 def _sqlite_begin(connection: Any) -> None:
-    connection.exec_driver_sql("BEGIN IMMEDIATE" if _writing.get() else "BEGIN")
+    # Straight to the driver: through exec_driver_sql a BEGIN cost as much as a page's query.
+    connection.connection.driver_connection.execute(
+        "BEGIN IMMEDIATE" if _writing.get() else "BEGIN")
 
 
 @contextlib.contextmanager

@@ -26,6 +26,7 @@ from uuid import UUID
 from sqlalchemy import BindParameter, Connection, Integer, Select, bindparam, func, or_, select
 
 from ledger.application import Ledger
+from ledger.proxies import proxy_table
 from projections.decode import format_utc, from_micros, micros
 from projections.errors import InvalidQuery
 from projections.flags import now_micros, visible_condition
@@ -77,6 +78,13 @@ class Page:
         return {"items": [r.to_json() for r in self.items], "next_cursor": self.next_cursor,
                 "as_of": self.as_of}
 
+
+#: ledger.proxies.list_for_holder's condition, counted (registrations in force).
+_PRINCIPALS = (select(func.count()).select_from(proxy_table)
+               .where(proxy_table.c.holder == bindparam("holder"),
+                      proxy_table.c.cancelled_at.is_(None)))
+
+
 @dataclass(frozen=True)
 class Overview:
     """What the resident's list page shows at once, read in one transaction (one snapshot):
@@ -86,6 +94,8 @@ class Overview:
     total: int
     agencies: Sequence[AgencyLabel]
     affairs: Sequence[Label]
+    #: registrations in force naming the resident as proxy (asked with ``holder``), else 0
+    principals: int = 0
 
 
 # A group of the subject's visible records: requester, provider, affair, basis, how many.
@@ -147,13 +157,18 @@ class ResidentRecords:
     def overview(self, subject: str, *, since: datetime | None = None,
                  until: datetime | None = None, agency: str | None = None,
                  affair: str | None = None, cursor: str | None = None,
-                 limit: int = 50) -> Overview:
+                 limit: int = 50, holder: str | None = None) -> Overview:
         """``list``, ``count`` and ``facets`` together, from one snapshot: the page's records,
         the number matching the filters and the filter choices. One grouped query gives the
         choices and, unless a date filter is set, the count too (a record matches ``agency``
-        and ``affair`` by its group's columns)."""
+        and ``affair`` by its group's columns). With ``holder``, also how many residents the
+        holder acts for as proxy (the page links to them), in the same transaction."""
         query = _Query.of(subject, since, until, agency, affair, cursor, limit)
+        principals = 0
         with self._connection() as connection:
+            if holder is not None:
+                principals = int(connection.execute(_PRINCIPALS, {"holder": holder}).scalar()
+                                 or 0)
             page = self._page(connection, query)
             groups = self._groups(connection, _Query.of(subject))
             if since is not None or until is not None:
@@ -163,7 +178,7 @@ class ResidentRecords:
                             if (agency is None or agency in (requester, provider))
                             and (affair is None or affair == affair_id))
         agencies, affairs = self._facets(groups)
-        return Overview(page, total, agencies, affairs)
+        return Overview(page, total, agencies, affairs, principals)
 
     def get(self, subject: str, provision_id: UUID) -> ResidentRecord | None:
         """One of the subject's records by provision id; None if absent, another resident's,

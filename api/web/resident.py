@@ -84,9 +84,8 @@ def my_records(request: Request, resident: ResidentPage, services: ServicesDep) 
     if resident.subject is not None and resident.subject.startswith(PROXY_IDENTITY_PREFIX):
         # A proxy identity has no records of its own: it reads its principals' (/proxy).
         return RedirectResponse("/proxy", status_code=303)
-    acts_for = len(list_for_holder(services.ledger, str(resident.subject)))
     return list_page(request, resident, services, str(resident.subject), "/me",
-                     principals=acts_for)
+                     holder=str(resident.subject))
 
 
 @router.get("/me/records/{record_id}")
@@ -102,22 +101,28 @@ def my_verification(request: Request, resident: ResidentPage, services: Services
 
 
 def list_page(request: Request, session: WebSession, services: Services, subject: str,
-              base: str, **context: Any) -> Response:
+              base: str, *, holder: str | None = None, **context: Any) -> Response:
     """A page of ``subject``'s records at ``base`` (the resident's own, or a principal's for
-    their proxy): filters, counts, paging, and the marks' verification URL."""
+    their proxy): filters, counts, paging, and the marks' verification URL. With ``holder``,
+    the page also says how many residents the holder acts for as proxy."""
     views = _views(services)
     filters = Filters(request)
-    page, total = None, 0
+    page, total, principals = None, 0, None
     if not filters.errors:
         try:
-            overview = _overview(views, subject, filters)
+            overview = _overview(views, subject, filters, holder)
         except InvalidQuery:
             filters.errors.append("cursor")
         else:
             page, total = overview.page, overview.total
             agencies, affairs = overview.agencies, overview.affairs
+            if isinstance(views, ResidentRecords):
+                principals = overview.principals
     if page is None:
         agencies, affairs = views.facets(subject)
+    if holder is not None:
+        context["principals"] = (principals if principals is not None
+                                 else len(list_for_holder(services.ledger, holder)))
     lang = language(request)
     cards = None if page is None else _cards(page.items, views.labels, lang, base)
     verify_query = filters.query(cursor=filters.cursor)
@@ -133,10 +138,11 @@ def list_page(request: Request, session: WebSession, services: Services, subject
         **context)
 
 
-def _overview(views: Any, subject: str, filters: Filters) -> Overview:
+def _overview(views: Any, subject: str, filters: Filters, holder: str | None = None
+              ) -> Overview:
     if isinstance(views, ResidentRecords):
-        # One snapshot: the page, its count and the filter choices agree.
-        return views.overview(subject, cursor=filters.cursor, limit=PAGE_SIZE,
+        # One snapshot: the page, its count, the filter choices (and the proxy count) agree.
+        return views.overview(subject, cursor=filters.cursor, limit=PAGE_SIZE, holder=holder,
                               **filters.list_kwargs())
     # Another implementation of the resident queries (projections.shards) answers one by one.
     page = views.list(subject, cursor=filters.cursor, limit=PAGE_SIZE, **filters.list_kwargs())

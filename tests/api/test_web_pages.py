@@ -7,6 +7,7 @@ when the credential does. (The pages in a browser: tests/web/test_pages.py.)
 from __future__ import annotations
 
 import base64
+import re
 import time
 from collections.abc import Callable
 
@@ -336,6 +337,25 @@ def test_a_proxy_reads_its_principals_records_until_cancelled(env: Env) -> None:
     assert a.post(f"/me/proxies/{handle}/cancel", data={"csrf": _csrf(a)}).status_code == 303
     assert p.get(f"/proxy/{handle}").status_code == 404
     assert f"/proxy/{handle}" not in p.get("/proxy").text
+
+
+def test_a_resident_who_is_also_a_proxy_sees_whom_they_act_for_on_their_own_list(
+        env: Env) -> None:
+    a, b = login(env, "A"), login(env, "B")
+    own = b.get("/me").text
+    assert 'id="acts-for"' not in own
+    done = a.post("/me/proxies", data={"csrf": _csrf(a), "relationship": "adult_guardian"},
+                  files={"certificate": ("b.pem", env.residents["B"].certificate.encode(),
+                                         "application/x-pem")})
+    assert done.status_code == 303, done.text
+    page = b.get("/me").text
+    assert 'id="acts-for"' in page and "1 人の代理人" in page
+    assert page.count('class="record"') == own.count('class="record"')  # still B's own records
+    handle = re.search(r'data-registration="([^"]+)"', a.get("/me/proxies").text)
+    assert handle is not None
+    assert a.post(f"/me/proxies/{handle.group(1)}/cancel",
+                  data={"csrf": _csrf(a)}).status_code == 303
+    assert 'id="acts-for"' not in b.get("/me").text
 
 
 def test_a_resident_registers_a_proxy_from_the_page(env: Env) -> None:
