@@ -25,6 +25,8 @@ errors are kept as their class and status code (an SMTP refusal's text can quote
 
 from __future__ import annotations
 
+import email.policy
+import functools
 import hashlib
 import hmac
 import json
@@ -49,6 +51,7 @@ log = logging.getLogger("kiroku.alerts")
 
 TEXT_JA = "あなたの記録表示に新しい記録があります。"
 TEXT_EN = "A new record is in your view."
+ALERT_SUBJECT = "kiroku: 新しい記録 / a new record"
 
 
 class AlertSettings(BaseSettings):
@@ -198,6 +201,20 @@ class Sender:
             smtp.close()
 
     def _mail(self, smtp: smtplib.SMTP, message: pa.Message) -> None:
+        if message.kind == pa.ALERT and message.target.isascii() and self._ascii_from:
+            # Every alert mail is the same but for four header lines: those are written here,
+            # the rest was made once by the email package (building and flattening a message
+            # through it cost ~1.2 ms, more than the SMTP exchange, and held the GIL).
+            head = (f"From: {self.settings.alert_from}\r\nTo: {message.target}\r\n"
+                    f"Date: {formatdate(usegmt=True)}\r\n"
+                    f"Message-ID: <{message.id}@{self.domain}>\r\n"
+                    f"Kiroku-Delivery: {message.id}\r\n")
+            try:
+                smtp.sendmail(self.settings.alert_from, [message.target],
+                              head.encode() + self._alert_rest)
+            except (OSError, smtplib.SMTPException) as exc:
+                raise DeliveryFailed(_describe(exc)) from None
+            return
         mail = EmailMessage()
         mail["From"] = self.settings.alert_from
         mail["To"] = message.target
@@ -214,12 +231,26 @@ class Sender:
                 f"POST /v1/me/subscriptions/{message.subscription_id}/confirm "
                 '{"token": "<code>"}\n')
         else:
-            mail["Subject"] = "kiroku: 新しい記録 / a new record"
-            mail.set_content(f"{TEXT_JA}\n{TEXT_EN}\n\n{self._link()}\n")
+            self._alert_content(mail)
         try:
             smtp.send_message(mail)
         except (OSError, smtplib.SMTPException) as exc:
             raise DeliveryFailed(_describe(exc)) from None
+
+    def _alert_content(self, mail: EmailMessage) -> None:
+        mail["Subject"] = ALERT_SUBJECT
+        mail.set_content(f"{TEXT_JA}\n{TEXT_EN}\n\n{self._link()}\n")
+
+    @functools.cached_property
+    def _alert_rest(self) -> bytes:
+        """An alert mail's subject, MIME headers and body, as the email package writes them."""
+        mail = EmailMessage()
+        self._alert_content(mail)
+        return mail.as_bytes(policy=email.policy.SMTP)
+
+    @functools.cached_property
+    def _ascii_from(self) -> bool:
+        return self.settings.alert_from.isascii() and "\n" not in self.settings.alert_from
 
     def _link(self) -> str:
         return self.settings.public_url.rstrip("/") + "/me"

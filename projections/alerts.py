@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import sqlite3
 import uuid
 import warnings
 from collections.abc import Sequence
@@ -374,17 +375,37 @@ def claim(session: Session, *, limit: int, lease_us: int, channels: Sequence[str
         .where(o.state == PENDING, o.next_attempt_at <= now, s.channel.in_(list(channels)),
                or_(o.kind == CONFIRM, visible))
         .order_by(o.next_attempt_at, o.id).limit(limit)).all()
-    claimed = []
+    if not rows:
+        return []
+    won = _claim(session, [r.id for r in rows], now, lease_us)
+    claimed, done = [], []
     for r in rows:
-        won = _rowcount(session.execute(update(outbox).where(
-            o.id == r.id, o.state == PENDING, o.next_attempt_at == r.next_attempt_at)
-            .values(next_attempt_at=now + lease_us)))
-        if won == 1 and not (r.kind == CONFIRM and r.confirm_token is None):
+        if r.id not in won:
+            continue
+        if r.kind == CONFIRM and r.confirm_token is None:
+            done.append(r.id)  # confirmed meanwhile: the code is no longer needed
+        else:
             claimed.append(Message(r.id, r.kind, r.channel, r.target, r.secret, r.confirm_token,
                                    r.subscription_id, int(r.attempts)))
-        elif won == 1:  # confirmed meanwhile: the code is no longer needed
-            session.execute(update(outbox).where(o.id == r.id).values(state=SENT, sent_at=now))
+    if done:
+        session.execute(update(outbox).where(o.id.in_(done)).values(state=SENT, sent_at=now))
     return claimed
+
+
+def _claim(session: Session, ids: list[uuid.UUID], now: int, lease_us: int) -> set[uuid.UUID]:
+    """Move the due rows among ``ids`` ahead by the lease; the ids this call moved (another
+    sender that moved a row first made it not due, so each row is won once). One UPDATE …
+    RETURNING for the batch; row by row where the database lacks RETURNING."""
+    o = outbox.c
+    due = and_(o.state == PENDING, o.next_attempt_at <= now)
+    dialect = session.get_bind().dialect
+    if dialect.name == "postgresql" or (dialect.name == "sqlite"
+                                        and sqlite3.sqlite_version_info >= (3, 35)):
+        return set(session.execute(update(outbox).where(o.id.in_(ids), due)
+                                   .values(next_attempt_at=now + lease_us)
+                                   .returning(o.id)).scalars())
+    return {i for i in ids if _rowcount(session.execute(
+        update(outbox).where(o.id == i, due).values(next_attempt_at=now + lease_us))) == 1}
 
 
 def mark_sent(session: Session, message_ids: Sequence[uuid.UUID]) -> None:

@@ -29,7 +29,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from sqlalchemy import func, select
 
-from api.alerts import TEXT_EN, TEXT_JA, AlertSettings, Sender
+from api.alerts import ALERT_SUBJECT, TEXT_EN, TEXT_JA, AlertSettings, Sender
 from ledger.flags import KIND, flag_payload
 from ledger.signing import sign_statement
 from projections import alerts as pa
@@ -221,6 +221,9 @@ def test_alert_by_mail_and_signed_webhook_without_personal_data(
         for mail in _alerts(box):
             assert mail.get_content().replace("\r\n", "\n") \
                 == f"{TEXT_JA}\n{TEXT_EN}\n\nhttps://portal.example.jp/me\n"
+            assert str(mail["Subject"]) == ALERT_SUBJECT and mail["To"] == "hanako@example.jp"
+            assert mail["From"] == "alerts@kiroku.example.jp" and mail["Date"]
+            assert mail["Message-ID"] == f"<{mail['Kiroku-Delivery']}@kiroku.example.jp>"
         for _, body in hook.received:
             assert set(json.loads(body)) == {"id", "type", "message", "link"}
             assert json.loads(body)["message"] == TEXT_EN
