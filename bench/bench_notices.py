@@ -441,7 +441,8 @@ def bench_list(cache: Path | None, entries: int, seconds: float, rounds: int, re
             client = ResidentClient(url)
             client.login_files(r.certificate, r.key)
             bearers.append({"Authorization": f"Bearer {client.token}"})
-            cookies.append({"Cookie": f"kiroku_session={_page_login(url, r.certificate)}"})
+            session, csrf = _page_login(url, r.certificate)
+            cookies.append({"Cookie": f"kiroku_session={session}; kiroku_csrf={csrf}"})
             counts.append(len(httpx.get(url + "/v1/me/notices", headers=bearers[-1],
                                         timeout=30).json()["items"]))
         if min(counts) != 30:

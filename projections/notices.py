@@ -32,6 +32,7 @@ from sqlalchemy import (
     Uuid,
     and_,
     func,
+    or_,
     select,
 )
 from sqlalchemy.exc import IntegrityError
@@ -170,6 +171,17 @@ def _notice_json(row: Any, *, criteria: bool) -> dict[str, Any]:
     return out
 
 
+def _same_place(agency: str, attributes: dict[str, Any]) -> Any:
+    """SQL: a group notice of ``agency`` whose municipality, district and household type are
+    each unset or the resident's (``ledger.notices.matches``' equality part)."""
+    condition = [notice.c.agency == agency]
+    for name in ("municipality", "district", "household_type"):
+        column, value = notice.c[name], attributes.get(name)
+        condition.append(column.is_(None) if value is None
+                         else or_(column.is_(None), column == value))
+    return and_(*condition)
+
+
 class Notices:
     """Queries over the notices view: a resident's notices, read marks, agencies' counts."""
 
@@ -194,8 +206,12 @@ class Notices:
             select(resident_attribute).where(resident_attribute.c.subject == subject))}
         group: list[Any] = []
         if attributes:
+            # The place and household criteria are compared in the query (a notice for another
+            # district is never read); ages, judged on today's date, in ``matches`` below.
             candidates = session.execute(select(notice).where(
-                live, notice.c.subject.is_(None), notice.c.agency.in_(list(attributes)))).all()
+                live, notice.c.subject.is_(None),
+                or_(*(_same_place(agency, found) for agency, found in attributes.items())))
+            ).all()
             today = today_jst(now)
             group = [row for row in candidates
                      if matches(_criteria(row), attributes[row.agency], today)]
