@@ -196,37 +196,38 @@ class Notices:
 
     def _applicable(self, session: Session, subject: str, now: datetime,
                     ident: UUID | None = None) -> list[Any]:
-        """Rows of the notices in their validity period that apply to ``subject`` now."""
+        """Rows of the notices in their validity period that apply to ``subject`` now, each
+        with the resident's ``read_at`` (None: unread). Two queries: the resident's attributes,
+        then their own notices and the group notices of their place, with the read marks."""
         moment = micros(format_time(now))
         live = and_(notice.c.valid_from <= moment, notice.c.valid_until > moment)
         if ident is not None:
             live = and_(live, notice.c.id == ident)
-        own = list(session.execute(select(notice).where(live, notice.c.subject == subject)))
         attributes = {row.agency: dict(row._mapping) for row in session.execute(
             select(resident_attribute).where(resident_attribute.c.subject == subject))}
-        group: list[Any] = []
-        if attributes:
-            # The place and household criteria are compared in the query (a notice for another
-            # district is never read); ages, judged on today's date, in ``matches`` below.
-            candidates = session.execute(select(notice).where(
-                live, notice.c.subject.is_(None),
-                or_(*(_same_place(agency, found) for agency, found in attributes.items())))
-            ).all()
-            today = today_jst(now)
-            group = [row for row in candidates
-                     if matches(_criteria(row), attributes[row.agency], today)]
-        return own + group
+        # The place and household criteria are compared in the query (a notice for another
+        # district is never read); ages, judged on today's date, in ``matches`` below.
+        addressed = or_(notice.c.subject == subject, *(
+            and_(notice.c.subject.is_(None), _same_place(agency, found))
+            for agency, found in attributes.items()))
+        rows = session.execute(
+            select(notice, notice_read.c.read_at)
+            .outerjoin(notice_read, and_(notice_read.c.notice == notice.c.id,
+                                         notice_read.c.subject == subject))
+            .where(live, addressed)).all()
+        today = today_jst(now)
+        return [row for row in rows if row.subject is not None
+                or matches(_criteria(row), attributes[row.agency], today)]
 
     def list(self, subject: str, now: datetime | None = None) -> dict[str, Any]:
         """Unread first, then newest first (log order)."""
         now = now or now_utc()
         with self.store.read() as session:
             rows = self._applicable(session, subject, now)
-            marks = self._marks(session, subject, [row.id for row in rows])
         items = []
         for row in rows:
             item = _notice_json(row, criteria=False)
-            item["read_at"] = marks.get(row.id)
+            item["read_at"] = row.read_at
             items.append(item)
         items.sort(key=lambda i: (i["read_at"] is not None, -i["index"]))
         return {"items": items, "unread": sum(1 for i in items if i["read_at"] is None)}
@@ -236,10 +237,10 @@ class Notices:
         now = now or now_utc()
         with self.store.read() as session:
             rows = self._applicable(session, subject, now, ident)
-            if not rows:
-                return None
-            item = _notice_json(rows[0], criteria=False)
-            item["read_at"] = self._marks(session, subject, [ident]).get(ident)
+        if not rows:
+            return None
+        item = _notice_json(rows[0], criteria=False)
+        item["read_at"] = rows[0].read_at
         return item
 
     def mark_read(self, subject: str, ident: UUID, now: datetime | None = None
