@@ -199,6 +199,53 @@ def _wrk_resident_list(url: str, tokens: list[str], seconds: float) -> str:
             f"p99 {found.get('99%', '?')}, non-2xx {found.get('non2xx', '0')}")
 
 
+# -- server-side latency from /metrics ---------------------------------------------------------
+HISTOGRAM = "kiroku_http_request_duration_seconds"
+
+
+def _buckets(url: str, route: str) -> dict[float, float]:
+    """Cumulative bucket counts of GET <route> with status 200, summed over workers."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(url + "/metrics", timeout=30).text
+    out: dict[float, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != HISTOGRAM:
+            continue
+        for sample in family.samples:
+            labels = sample.labels
+            if (sample.name == HISTOGRAM + "_bucket" and labels.get("route") == route
+                    and labels.get("method") == "GET" and labels.get("status") == "200"):
+                le = float(labels["le"])
+                out[le] = out.get(le, 0.0) + sample.value
+    return out
+
+
+def _quantile(buckets: dict[float, float], q: float) -> float:
+    """Prometheus' histogram_quantile: linear interpolation inside the bucket."""
+    bounds = sorted(buckets)
+    if not bounds or buckets[bounds[-1]] <= 0:
+        return float("nan")
+    rank = q * buckets[bounds[-1]]
+    lower, below = 0.0, 0.0
+    for le in bounds:
+        if buckets[le] >= rank:
+            if le == float("inf"):
+                return lower
+            inside = buckets[le] - below
+            return lower + (le - lower) * ((rank - below) / inside if inside else 1.0)
+        lower, below = le, buckets[le]
+    return lower
+
+
+def _server_stats(before: dict[float, float], after: dict[float, float]) -> dict[str, float]:
+    delta = {le: after.get(le, 0.0) - before.get(le, 0.0) for le in after}
+    total = delta.get(float("inf"), 0.0)
+    return {"count": total, "p50": _quantile(delta, 0.50), "p99": _quantile(delta, 0.99),
+            "under_50ms": delta.get(0.05, 0.0) / total if total else float("nan"),
+            "under_5ms": delta.get(0.005, 0.0) / total if total else float("nan")}
+
+
 def _serve(home: Path, port: int, workers: int) -> tuple[subprocess.Popen[bytes], str]:
     env = dict(os.environ, KIROKU_HOME=str(home), KIROKU_DEMO="1")
     env.pop("KIROKU_DATABASE_URL", None)
@@ -243,10 +290,23 @@ def proofs_main(homes: list[Path], port: int, workers: int, samples: int, repeat
                     c = client.get(f"/v1/log/proof/consistency?old={old}&new={size}").json()
                     verify_consistency(old, size, [b64(h) for h in c["proof"]],
                                        b64(c["old_root"]), b64(c["new_root"]))
+            # Warm-up, untimed: a freshly started server's first proofs pay for cold caches
+            # (SQLite's page cache per connection, statements prepared per proof shape).
+            for targets in ([f"/v1/log/proof/inclusion?index={rng.randrange(size)}"
+                             for _ in range(500)],
+                            [f"/v1/log/proof/consistency?old={rng.randrange(1, size)}"
+                             for _ in range(500)]):
+                _load(url, "GET", targets, [None] * len(targets), 2, seconds)
             print(f"proofs over HTTP at {size:,} entries ({source}; {workers} workers, 2 "
-                  f"connections; 20 of each checked with verifier.merkle)", flush=True)
+                  f"connections, after 500 of each untimed; 20 of each checked with "
+                  f"verifier.merkle)", flush=True)
             p99s: dict[str, list[float]] = {"inclusion": [], "consistency": [], "GET /v1/log": []}
             p50s: dict[str, list[float]] = {k: [] for k in p99s}
+            # The server's own time (/metrics histogram; its 5 ms bucket bound makes the share
+            # of requests <= 5 ms exact): the client's share of the 2 cores is not in it.
+            routes = {"inclusion": "/v1/log/proof/inclusion",
+                      "consistency": "/v1/log/proof/consistency", "GET /v1/log": "/v1/log"}
+            seen_by: dict[str, list[dict[str, float]]] = {k: [] for k in p99s}
             for run in range(repeat):
                 paths = {
                     "inclusion": [f"/v1/log/proof/inclusion?index={rng.randrange(size)}"
@@ -257,22 +317,30 @@ def proofs_main(homes: list[Path], port: int, workers: int, samples: int, repeat
                 }
                 parts = []
                 for name, targets in paths.items():
+                    before = _buckets(url, routes[name])
                     lat, errors, _ = _load(url, "GET", targets, [None] * samples, 2, seconds)
                     if errors:
                         raise SystemExit(f"{errors} {name} requests failed")
+                    seen = _server_stats(before, _buckets(url, routes[name]))
+                    seen_by[name].append(seen)
                     p50s[name].append(_pct(lat, 50))
                     p99s[name].append(_pct(lat, 99))
                     parts.append(f"{name} p50 {_pct(lat, 50) * 1e3:.2f} p99 "
-                                 f"{_pct(lat, 99) * 1e3:.2f} ms ({len(lat)})")
+                                 f"{_pct(lat, 99) * 1e3:.2f} ms ({len(lat)}; server p50 "
+                                 f"{seen['p50'] * 1e3:.2f} p99 {seen['p99'] * 1e3:.2f} ms, "
+                                 f"{seen['under_5ms']:.2%} <= 5 ms)")
                 print(f"  run {run + 1} (load {os.getloadavg()[0]:.1f}): " + ", ".join(parts),
                       flush=True)
             m50 = {k: statistics.median(v) * 1e3 for k, v in p50s.items()}
             m99 = {k: statistics.median(v) * 1e3 for k, v in p99s.items()}
             base = m99["GET /v1/log"]
             for name in ("inclusion", "consistency"):
-                print(f"  {name}: p50 {m50[name]:.2f} ms, p99 {m99[name]:.2f} ms (medians of "
-                      f"{repeat}; target p99 <= 5 ms: {m99[name] / 5:.2f}); baseline GET /v1/log "
-                      f"p50 {m50['GET /v1/log']:.2f} ms p99 {base:.2f} ms (ratio "
+                s99 = statistics.median(s["p99"] for s in seen_by[name]) * 1e3
+                share = min(s["under_5ms"] for s in seen_by[name])
+                print(f"  {name}: client p50 {m50[name]:.2f} ms, p99 {m99[name]:.2f} ms (medians "
+                      f"of {repeat}; target p99 <= 5 ms: {m99[name] / 5:.2f}); server p99 "
+                      f"{s99:.2f} ms ({s99 / 5:.2f}), worst run {share:.2%} <= 5 ms; baseline "
+                      f"GET /v1/log p50 {m50['GET /v1/log']:.2f} ms p99 {base:.2f} ms (ratio "
                       f"{m99[name] / base:.2f})", flush=True)
         finally:
             if server is not None:

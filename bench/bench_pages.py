@@ -51,11 +51,10 @@ import httpx
 BENCH = Path(__file__).resolve().parent
 sys.path[:0] = [str(BENCH), str(BENCH.parent)]
 
-from bench_api import HOST, _load, _pct, _prepare, _time
+from bench_api import HOST, _buckets, _load, _pct, _prepare, _server_stats, _time
 
 PAGE_TARGET_S = 0.050
 VERIFY_TARGET_MS = 200.0
-HISTOGRAM = "kiroku_http_request_duration_seconds"
 ROUTES = {
     "json": ("/v1/me/provisions?limit=50", "/v1/me/provisions"),
     "page": ("/me", "/me"),
@@ -140,48 +139,6 @@ def _gauges(text: str) -> dict[str, float]:
             name, value = line.split()
             out[name] = float(value)
     return out
-
-
-def _buckets(url: str, route: str) -> dict[float, float]:
-    """Cumulative bucket counts of GET <route> with status 200, summed over workers."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    text = httpx.get(url + "/metrics", timeout=30).text
-    out: dict[float, float] = {}
-    for family in text_string_to_metric_families(text):
-        if family.name != HISTOGRAM:
-            continue
-        for sample in family.samples:
-            labels = sample.labels
-            if (sample.name == HISTOGRAM + "_bucket" and labels.get("route") == route
-                    and labels.get("method") == "GET" and labels.get("status") == "200"):
-                le = float(labels["le"])
-                out[le] = out.get(le, 0.0) + sample.value
-    return out
-
-
-def _quantile(buckets: dict[float, float], q: float) -> float:
-    """Prometheus' histogram_quantile: linear interpolation inside the bucket."""
-    bounds = sorted(buckets)
-    if not bounds or buckets[bounds[-1]] <= 0:
-        return float("nan")
-    rank = q * buckets[bounds[-1]]
-    lower, below = 0.0, 0.0
-    for le in bounds:
-        if buckets[le] >= rank:
-            if le == float("inf"):
-                return lower
-            inside = buckets[le] - below
-            return lower + (le - lower) * ((rank - below) / inside if inside else 1.0)
-        lower, below = le, buckets[le]
-    return lower
-
-
-def _server_stats(before: dict[float, float], after: dict[float, float]) -> dict[str, float]:
-    delta = {le: after.get(le, 0.0) - before.get(le, 0.0) for le in after}
-    total = delta.get(float("inf"), 0.0)
-    return {"count": total, "p50": _quantile(delta, 0.50), "p99": _quantile(delta, 0.99),
-            "under_50ms": delta.get(0.05, 0.0) / total if total else float("nan")}
 
 
 # -- phases --------------------------------------------------------------------------------------
