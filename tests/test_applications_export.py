@@ -229,3 +229,76 @@ def test_kiroku_sign_makes_an_application_step_the_log_takes(tmp_path: Path) -> 
             assert ledger.tree_size() > facts["submitted"]
         finally:
             world.ledger.close()
+
+
+def test_the_verifier_checks_the_residents_own_signature(tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]
+                                                         ) -> None:
+    """``--resident-ca``: an application the resident signed passes; one the registrar appended
+    with a signature the resident's key did not make is named by its index."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+    from cryptography.hazmat.primitives.serialization import Encoding, load_pem_private_key
+
+    from api.demo import ensure_ca, issue_resident
+    from verifier.cli import main as verify_main
+
+    with sqlite_database() as url:
+        world = make_world(url, tmp_path / "src")
+        ledger = world.ledger
+        try:
+            y = world.requester
+            now = datetime.now(UTC).replace(microsecond=0)
+            notice = append_notice(ledger, sign_statement({
+                "notice_id": "address-2", "category": "other",
+                "title": {"ja": "住所変更の届出"}, "body": {"ja": "転居された方へ"},
+                "valid_from": format_time(now - timedelta(days=1)),
+                "valid_until": format_time(now + timedelta(days=30)),
+                "target": {"type": "individual", "code": world.code(y, SUBJECT)},
+                "form": {"id": "address-change"}}, kind=NOTICE_KIND, agency=y,
+                key=world.keys[y]))
+            ca_key, ca, ca_path = ensure_ca(tmp_path / "ca")
+            cert, _, key_path = issue_resident(ca_key, ca, tmp_path / "residents", "R")
+            card = load_pem_private_key(key_path.read_bytes(), password=None)
+            assert isinstance(card, rsa.RSAPrivateKey)
+            pem = cert.public_bytes(Encoding.PEM).decode()
+
+            def request(moved_on: str) -> dict[str, Any]:
+                return {"notice": str(notice.id), "form": "address-change",
+                        "answers": {"new_address": "東京都世田谷区北沢1-2-3",
+                                    "moved_on": moved_on},
+                        "forward": [], "challenge": f"c-{moved_on}"}
+
+            def signed(body: dict[str, Any]) -> str:
+                return base64.b64encode(card.sign(la.signing_message(ORIGIN, body),
+                                                  padding.PKCS1v15(), hashes.SHA256())).decode()
+
+            genuine = request("2026-06-01")
+            la.submit(ledger, SUBJECT, genuine, pem, signed(genuine))
+
+            def verify(name: str) -> int:
+                export = tmp_path / f"{name}.jsonl"
+                _write_export(ledger, export)
+                (tmp_path / f"{name}.txt").write_text(ledger.checkpoint().note)
+                return verify_main([str(export), "--checkpoint", str(tmp_path / f"{name}.txt"),
+                                    "--vkey", ledger.vkey, "--workers", "0",
+                                    "--resident-ca", str(ca_path)])
+
+            assert verify("genuine") == 0
+            assert "OK 1 application(s)" in capsys.readouterr().out
+            # A registrar that appends an application the resident never signed: the signature
+            # it carries is the resident's over another request.
+            forged = request("2026-07-01")
+            receipt = la.submit(ledger, SUBJECT, forged, pem, signed(request("2026-08-01")))[1]
+            assert verify("forged") == 1
+            out = capsys.readouterr().out
+            assert f"FAILED at index {receipt.index}: application-signature" in out
+            # Another CA's certificate is refused as such.
+            _, _, other_path = ensure_ca(tmp_path / "other-ca")
+            export = tmp_path / "forged.jsonl"
+            assert verify_main([str(export), "--checkpoint", str(tmp_path / "forged.txt"),
+                                "--vkey", ledger.vkey, "--workers", "0",
+                                "--resident-ca", str(other_path)]) == 1
+            assert "not issued by the given resident CA" in capsys.readouterr().out
+        finally:
+            ledger.close()

@@ -345,6 +345,10 @@ def _parser() -> argparse.ArgumentParser:
     ex.add_argument("--link-codes", metavar="FILE",
                     help="the operator's link-code dump (kiroku log link-code-dump): resolves "
                     "version-2 provisions for the completeness recomputation")
+    ex.add_argument("--resident-ca", metavar="FILE",
+                    help="the resident CA's certificate (PEM): after the export verifies, check "
+                    "each application.submitted entry's resident signature with it "
+                    "(docs/applications.md), not only the registrar's")
     _witness_options(ex)
     inc = sub.add_parser("inclusion", help="verify an inclusion proof (JSON)")
     inc.add_argument("proof")
@@ -422,6 +426,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = export_command(args.export, args.checkpoint, args.vkey, as_json=args.json,
                               signatures=not args.no_signatures, workers=args.workers,
                               witnesses=args.witness, quorum=args.quorum)
+        if code == EXIT_OK and args.resident_ca:
+            from verifier import applications
+
+            origin = load_vkey(_first(args.vkey)).name
+            code = applications.audit_command(args.export, origin, args.resident_ca)
         if code == EXIT_OK and (args.completeness_key or args.index_note or args.index_dump
                                 or args.link_codes):
             from verifier.completeness import audit_command
