@@ -39,6 +39,19 @@ BACKENDS = [
 ]
 
 
+def _address_notice(world: World, notice_id: str) -> Any:
+    """An individual notice to SUBJECT from the requester inviting the address-change form."""
+    y = world.requester
+    now = datetime.now(UTC).replace(microsecond=0)
+    return append_notice(world.ledger, sign_statement({
+        "notice_id": notice_id, "category": "other",
+        "title": {"ja": "住所変更の届出"}, "body": {"ja": "転居された方へ"},
+        "valid_from": format_time(now - timedelta(days=1)),
+        "valid_until": format_time(now + timedelta(days=30)),
+        "target": {"type": "individual", "code": world.code(y, SUBJECT)},
+        "form": {"id": "address-change"}}, kind=NOTICE_KIND, agency=y, key=world.keys[y]))
+
+
 def _thread(world: World) -> dict[str, Any]:
     ledger = world.ledger
     ledger.register_agency("TOKYOGAS", name_ja="東京ガス", name_en="Tokyo Gas",
@@ -47,14 +60,7 @@ def _thread(world: World) -> dict[str, Any]:
     ledger.add_agency_key("TOKYOGAS", partner.public_bytes, valid_from=REGISTERED)
     world.keys["TOKYOGAS"] = partner
     y = world.requester
-    now = datetime.now(UTC).replace(microsecond=0)
-    notice = append_notice(ledger, sign_statement({
-        "notice_id": "address-1", "category": "other",
-        "title": {"ja": "住所変更の届出"}, "body": {"ja": "転居された方へ"},
-        "valid_from": format_time(now - timedelta(days=1)),
-        "valid_until": format_time(now + timedelta(days=30)),
-        "target": {"type": "individual", "code": world.code(y, SUBJECT)},
-        "form": {"id": "address-change"}}, kind=NOTICE_KIND, agency=y, key=world.keys[y]))
+    notice = _address_notice(world, "address-1")
     request = {"notice": str(notice.id), "form": "address-change",
                "answers": {"new_address": "東京都世田谷区北沢1-2-3", "moved_on": "2026-06-01"},
                "forward": [{"partner": "TOKYOGAS", "consent": True,
@@ -247,16 +253,7 @@ def test_the_verifier_checks_the_residents_own_signature(tmp_path: Path,
         world = make_world(url, tmp_path / "src")
         ledger = world.ledger
         try:
-            y = world.requester
-            now = datetime.now(UTC).replace(microsecond=0)
-            notice = append_notice(ledger, sign_statement({
-                "notice_id": "address-2", "category": "other",
-                "title": {"ja": "住所変更の届出"}, "body": {"ja": "転居された方へ"},
-                "valid_from": format_time(now - timedelta(days=1)),
-                "valid_until": format_time(now + timedelta(days=30)),
-                "target": {"type": "individual", "code": world.code(y, SUBJECT)},
-                "form": {"id": "address-change"}}, kind=NOTICE_KIND, agency=y,
-                key=world.keys[y]))
+            notice = _address_notice(world, "address-2")
             ca_key, ca, ca_path = ensure_ca(tmp_path / "ca")
             cert, _, key_path = issue_resident(ca_key, ca, tmp_path / "residents", "R")
             card = load_pem_private_key(key_path.read_bytes(), password=None)

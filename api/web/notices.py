@@ -25,7 +25,7 @@ from api.services import Services
 from api.web import i18n, sessions
 from api.web.pages import PageNotFound, ResidentPage, jst
 from api.web.proxies import _acting
-from api.web.render import language, render
+from api.web.render import label_in, language, render
 from api.web.sessions import WebSession
 from ledger.applications import FORMS
 from ledger.encoding import parse_time
@@ -146,7 +146,7 @@ def _articles(items: list[dict[str, Any]], lang: str, base: str, csrf: str, acti
             category_text=escape(words["cat_" + n["category"]]),
             w_validity=w["notice_validity"], valid_from=n["valid_from"],
             valid_until=n["valid_until"], w_issuer=w["notice_issuer"],
-            issuer=escape(_label(n["agency"], lang)), w_target=w["notice_target"],
+            issuer=escape(label_in(n["agency"], lang)), w_target=w["notice_target"],
             target=escape(words["notice_target_" + n["target"]]),
             form=_form(n, w, acting), mark_form=mark_form))
     return Markup("".join(out))
@@ -154,12 +154,6 @@ def _articles(items: list[dict[str, Any]], lang: str, base: str, csrf: str, acti
 
 def _lang_attribute(text_lang: str, lang: str) -> str:
     return "" if text_lang == lang else f' lang="{escape(text_lang)}"'
-
-
-def _label(obj: Any, lang: str) -> str:
-    """render()'s ``label``: an agency's name in the page's language."""
-    name = getattr(obj, f"name_{lang}", None) or getattr(obj, lang, None)
-    return str(name if name is not None else obj)
 
 
 def _form(n: dict[str, Any], w: dict[str, Markup], acting: bool) -> str:

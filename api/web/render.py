@@ -52,6 +52,14 @@ def language(request: Request) -> str:
     return i18n.pick(request.cookies.get(sessions.LANG_COOKIE))
 
 
+def label_in(obj: Any, lang: str) -> str:
+    """The label of an agency, affair or item in the page's language."""
+    if isinstance(obj, dict):
+        return str(obj.get(f"name_{lang}") or obj.get(lang) or obj.get("code") or obj.get("id"))
+    name = getattr(obj, f"name_{lang}", None) or getattr(obj, lang, None)
+    return str(name if name is not None else obj)
+
+
 def render(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
     lang = language(request)
 
@@ -59,11 +67,7 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
         return i18n.translate(lang, key, **values)
 
     def label(obj: Any) -> str:
-        """The label of an agency, affair or item in the page's language."""
-        if isinstance(obj, dict):
-            return str(obj.get(f"name_{lang}") or obj.get(lang) or obj.get("code") or obj.get("id"))
-        name = getattr(obj, f"name_{lang}", None) or getattr(obj, lang, None)
-        return str(name if name is not None else obj)
+        return label_in(obj, lang)
 
     session = context.pop("session", None)
     html = _env.get_template(template).render(
