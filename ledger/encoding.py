@@ -9,6 +9,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import rfc8785
 
 from ledger.errors import MalformedStatement
@@ -39,13 +40,18 @@ def canonical_json_validated(value: Any) -> bytes:
     """JCS bytes of JSON already validated to hold no floats and only ASCII object keys.
 
     Used on the append path for statements, provision payloads and leaves, whose shapes are
-    checked at the boundary (ledger.signing.check_shape, ledger.provision): for them
-    ``json.dumps`` is exactly RFC 8785, and skipping the general checks halves the cost.
+    checked at the boundary (ledger.signing.check_shape, ledger.provision). For them orjson with
+    sorted keys writes exactly RFC 8785: integers below 2**53 in decimal, strings escaped as
+    JCS escapes them (``\\"``, ``\\\\``, ``\\b \\f \\n \\r \\t``, other controls as
+    lower-case ``\\u00xx``, everything else raw UTF-8), and ASCII keys sorted as UTF-16 sorts
+    them. It is several times faster than ``json.dumps``; tests/ledger/test_encoding.py checks
+    it against ``rfc8785`` and ``json.dumps`` on generated values.
     """
     try:
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-    except UnicodeEncodeError:
-        raise MalformedStatement("JSON text holds an unpaired surrogate") from None
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError as exc:
+        # A lone surrogate, an integer beyond 64 bits or a non-JSON type: not validated JSON.
+        raise MalformedStatement(f"cannot canonicalise JSON: {exc}") from None
 
 
 _ASTRAL = re.compile("[\U00010000-\U0010FFFF\ud800-\udfff]")
