@@ -6,7 +6,8 @@ Measures, on SQLite and PostgreSQL:
   beforehand (signing is the agency's work, not the log's); the log verifies every signature.
 - baseline 1: the raw eventsourcing-sqlalchemy application recorder inserting the same stored
   events (no validation, signing or chaining), same batch sizes, same database server.
-- baseline 2: this machine's single-core Ed25519 verification rate.
+- baseline 2: this machine's single-core Ed25519 verification rate, through libsodium (what the
+  log uses, ledger.signing) and through OpenSSL (``cryptography``, the verifier's) for reference.
 And, with --memory N: resident memory after 100k entries and after N (default 1M) in one process.
 And, with --proofs HOME [HOME ...] (SQLite homes, each copied to a temporary directory first):
 inclusion and consistency proof latency through ``Ledger.prove_inclusion`` /
@@ -39,6 +40,7 @@ from eventsourcing.utils import Environment
 from eventsourcing_sqlalchemy.factory import SQLAlchemyFactory
 
 from ledger.domain import Provision, provision_id
+from ledger.keys import raw_public_key
 from tests.dbutil import postgres_available, postgres_database, sqlite_database
 from tests.ledger.fixtures import World, make_world
 
@@ -54,15 +56,23 @@ def rss_mib() -> float:
     return float("nan")
 
 
-def ed25519_rate(n: int = 5000) -> float:
+def ed25519_rate(n: int = 5000) -> tuple[float, float]:
+    """(libsodium, OpenSSL) verifications per second on one core, same messages and keys."""
+    from nacl.bindings import crypto_sign_open
+
     key = Ed25519PrivateKey.generate()
     public = key.public_key()
+    raw = raw_public_key(public)
     messages = [os.urandom(180) for _ in range(n)]
     signatures = [key.sign(m) for m in messages]
     start = time.perf_counter()
     for message, signature in zip(messages, signatures):
+        crypto_sign_open(signature + message, raw)
+    sodium = n / (time.perf_counter() - start)
+    start = time.perf_counter()
+    for message, signature in zip(messages, signatures):
         public.verify(signature, message)
-    return n / (time.perf_counter() - start)
+    return sodium, n / (time.perf_counter() - start)
 
 
 def statements(world: World, n: int, tag: str) -> list[dict]:
@@ -274,8 +284,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     rates = [ed25519_rate() for _ in range(args.repeat)]
-    verify = statistics.median(rates)
-    print(f"Ed25519 verify, one core: {verify:,.0f}/s (median of {args.repeat}); "
+    verify = statistics.median(r[0] for r in rates)
+    openssl = statistics.median(r[1] for r in rates)
+    print(f"Ed25519 verify, one core: {verify:,.0f}/s through libsodium (the log's), "
+          f"{openssl:,.0f}/s through OpenSSL (median of {args.repeat}); "
           f"cores: {os.cpu_count()}; load average {os.getloadavg()[0]:.1f}")
     backends: list[tuple[str, Callable[[], AbstractContextManager[str]]]] = []
     if args.backend in ("sqlite", "both"):
@@ -290,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         m = run_backend(name, database, args.repeat, args.batches, args.singles)
         print(f"{name}: batched {m['kb']:,.0f}/s (target ≥ {targets[name]:,}) = "
               f"{m['kb'] / m['rb']:.2f} × raw recorder ({m['rb']:,.0f}/s), "
-              f"{m['kb'] / verify:.2f} × one-core Ed25519 verify, "
+              f"{m['kb'] / verify:.2f} × one-core libsodium Ed25519 verify, "
               f"{m['kb'] / (verify * (os.cpu_count() or 1)):.2f} × the machine's verification "
               f"limit ({verify * (os.cpu_count() or 1):,.0f}/s = one core × {os.cpu_count()}); "
               f"single {m['ks']:,.0f}/s (target ≥ 500) = {m['ks'] / m['rs']:.2f} × raw "
