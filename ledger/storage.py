@@ -312,6 +312,10 @@ class LogRecorder(SQLAlchemyApplicationRecorder):
         found: dict[NodeKey, bytes] = {}
         leaves = [idx for level, idx in keys if level == 0]
         inner = [(level, idx) for level, idx in keys if level > 0]
+        if len(leaves) <= 500 and len(inner) <= 200 and (
+                session.get_bind().dialect.name == "sqlite"):
+            found = _read_nodes_aggregated(session, leaves, inner)
+            leaves, inner = [], []  # nothing left for the row-per-node queries below
         # Hot path (every append and proof): plain SQL through the driver, no statement
         # compilation. One equality term per node: SQLite scans the whole table for a row-value
         # IN list, but answers OR-ed (level = ? AND idx = ?) terms from the primary key.
@@ -385,6 +389,37 @@ class LogRecorder(SQLAlchemyApplicationRecorder):
         with self.transaction(commit=False) as session:
             top = session.execute(select(func.max(log_entry.c.idx))).scalar()
         return 0 if top is None else int(top) + 1
+
+
+def _read_nodes_aggregated(session: Session, leaves: list[int], inner: list[NodeKey]
+                           ) -> dict[NodeKey, bytes]:
+    """SQLite: the nodes as one aggregated row, ``level.idx:HEX`` joined by commas.
+
+    Python's sqlite3 releases the interpreter lock around every step of a statement, once per
+    row: two threads reading a proof's ~35 rows each handed the lock back and forth ~70 times
+    and, measured, answered fewer proofs together than one thread alone. One row, one step.
+    """
+    parts: list[str] = []
+    params: list[int] = []
+    if leaves:
+        parts.append("SELECT '0.' || idx AS k, leaf_hash AS h FROM kiroku_log_entry WHERE idx IN ("
+                     + ",".join("?" * len(leaves)) + ")")
+        params.extend(leaves)
+    if inner:
+        parts.append("SELECT level || '.' || idx AS k, hash AS h FROM kiroku_merkle_node WHERE "
+                     + " OR ".join(["(level = ? AND idx = ?)"] * len(inner)))
+        params.extend(value for key in inner for value in key)
+    if not parts:
+        return {}
+    text = session.connection().exec_driver_sql(
+        "SELECT group_concat(k || ':' || hex(h)) FROM (" + " UNION ALL ".join(parts) + ")",
+        tuple(params)).scalar()
+    found: dict[NodeKey, bytes] = {}
+    for item in text.split(",") if text else ():
+        key, _, digest = item.partition(":")
+        level, _, idx = key.partition(".")
+        found[(int(level), int(idx))] = bytes.fromhex(digest)
+    return found
 
 
 @dataclass(frozen=True)
