@@ -161,6 +161,12 @@ class Ledger(Application[UUID]):
     def log(self) -> LogRecorder:  # type: ignore[override]
         return cast(LogRecorder, self.recorder)
 
+    @functools.cached_property
+    def embedded(self) -> bool:
+        """The log is kept in an embedded SQLite database (no database server)."""
+        engine = self.log.datastore.engine
+        return engine is not None and engine.dialect.name == "sqlite"
+
     def close(self) -> None:
         engine = self.log.datastore.engine
         super().close()

@@ -9,26 +9,50 @@ format), because export lines carry payloads — residents' pseudonyms and what 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Query
-from fastapi.responses import PlainTextResponse, StreamingResponse
+from fastapi.responses import PlainTextResponse, Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from api import problems
 from api.deps import AuditorDep, LedgerDep, ServicesDep
 from api.errors import InvalidParameter, ResourceNotFound, Unavailable
 from api.models import CheckpointList, ConsistencyProof, InclusionProof, LogInfo
 from api.witnessing import witnessed_note
+from ledger.application import Ledger
 
 router = APIRouter(prefix="/v1/log", tags=["log"])
 
 MAX_EXPORT_SPAN = 1_000_000
 
 
-@router.get("", response_model=LogInfo, summary="Origin, operator vkey and current size")
-def info(ledger: LedgerDep) -> dict[str, Any]:
+async def public_read(ledger: Ledger, read: Callable[..., dict[str, Any]], *args: Any) -> Response:
+    """Answer a public log read (size, proofs) as JSON; the routes' response models document it.
+
+    Each is a few hundred microseconds of work. On the embedded SQLite database it runs on the
+    event loop itself: in the thread pool, two at once in one worker fought over the interpreter
+    lock (sqlite3 gives it up at every step of a query) and each took four times as long
+    (bench_api --proofs with one worker and two connections: server p50 2.5 ms and p99 10 ms,
+    against 0.6 and 2.5 ms on the loop). A WAL-mode reader never waits for the writer, so this
+    does not stall the loop behind appends. On PostgreSQL a read waits on the network and goes
+    to the thread pool as before."""
+    if ledger.embedded:
+        result = read(*args)
+    else:
+        result = await run_in_threadpool(read, *args)
+    return Response(orjson.dumps(result), media_type="application/json")
+
+
+def _info(ledger: Ledger) -> dict[str, Any]:
     return {"origin": ledger.origin, "vkey": ledger.vkey, "tree_size": ledger.tree_size()}
+
+
+@router.get("", response_model=LogInfo, summary="Origin, operator vkey and current size")
+async def info(ledger: LedgerDep) -> Response:
+    return await public_read(ledger, _info, ledger)
 
 
 @router.get("/checkpoint", response_class=PlainTextResponse,
@@ -74,21 +98,23 @@ def checkpoints(ledger: LedgerDep,
 
 @router.get("/proof/inclusion", response_model=InclusionProof,
             responses=problems.responses(400), summary="RFC 9162 inclusion proof")
-def proof_inclusion(ledger: LedgerDep,
-                    index: Annotated[int, Query(ge=0, le=2**62, description="0-based leaf index")],
-                    size: Annotated[int | None, Query(ge=1, le=2**62, description="Tree size "
-                                                      "(default: the current size)")] = None,
-                    ) -> dict[str, Any]:
-    return ledger.prove_inclusion(index, size)
+async def proof_inclusion(ledger: LedgerDep,
+                          index: Annotated[int, Query(ge=0, le=2**62,
+                                                      description="0-based leaf index")],
+                          size: Annotated[int | None, Query(ge=1, le=2**62, description="Tree "
+                                                            "size (default: the current size)")
+                                          ] = None,
+                          ) -> Response:
+    return await public_read(ledger, ledger.prove_inclusion, index, size)
 
 
 @router.get("/proof/consistency", response_model=ConsistencyProof,
             responses=problems.responses(400), summary="RFC 9162 consistency proof")
-def proof_consistency(ledger: LedgerDep,
-                      old: Annotated[int, Query(ge=1, le=2**62)],
-                      new: Annotated[int | None, Query(ge=1, le=2**62)] = None,
-                      ) -> dict[str, Any]:
-    return ledger.prove_consistency(old, new)
+async def proof_consistency(ledger: LedgerDep,
+                            old: Annotated[int, Query(ge=1, le=2**62)],
+                            new: Annotated[int | None, Query(ge=1, le=2**62)] = None,
+                            ) -> Response:
+    return await public_read(ledger, ledger.prove_consistency, old, new)
 
 
 @router.get("/entries", response_class=StreamingResponse,

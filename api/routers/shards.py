@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
-from fastapi.responses import PlainTextResponse, StreamingResponse
+from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict
 
 from api import problems
@@ -89,8 +89,9 @@ def list_shards(request: Request, services: ServicesDep) -> dict[str, Any]:
 
 @router.get("/{slug}/log", response_model=LogInfo, responses=problems.responses(404),
             summary="A shard's origin, operator vkey and size")
-def info(slug: Slug, request: Request, services: ServicesDep) -> dict[str, Any]:
-    return log.info(_shard(request, services, slug))
+async def info(slug: Slug, request: Request, services: ServicesDep) -> Response:
+    ledger = _shard(request, services, slug)
+    return await log.public_read(ledger, log._info, ledger)
 
 
 @router.get("/{slug}/log/checkpoint", response_class=PlainTextResponse,
@@ -112,20 +113,22 @@ def checkpoints(slug: Slug, request: Request, services: ServicesDep,
 
 @router.get("/{slug}/log/proof/inclusion", response_model=InclusionProof,
             responses=problems.responses(400, 404), summary="RFC 9162 inclusion proof in a shard")
-def proof_inclusion(slug: Slug, request: Request, services: ServicesDep,
-                    index: Annotated[int, Query(ge=0, le=2**62)],
-                    size: Annotated[int | None, Query(ge=1, le=2**62)] = None) -> dict[str, Any]:
-    return log.proof_inclusion(_shard(request, services, slug), index, size)
+async def proof_inclusion(slug: Slug, request: Request, services: ServicesDep,
+                          index: Annotated[int, Query(ge=0, le=2**62)],
+                          size: Annotated[int | None, Query(ge=1, le=2**62)] = None) -> Response:
+    ledger = _shard(request, services, slug)
+    return await log.public_read(ledger, ledger.prove_inclusion, index, size)
 
 
 @router.get("/{slug}/log/proof/consistency", response_model=ConsistencyProof,
             responses=problems.responses(400, 404),
             summary="RFC 9162 consistency proof in a shard")
-def proof_consistency(slug: Slug, request: Request, services: ServicesDep,
-                      old: Annotated[int, Query(ge=1, le=2**62)],
-                      new: Annotated[int | None, Query(ge=1, le=2**62)] = None
-                      ) -> dict[str, Any]:
-    return log.proof_consistency(_shard(request, services, slug), old, new)
+async def proof_consistency(slug: Slug, request: Request, services: ServicesDep,
+                            old: Annotated[int, Query(ge=1, le=2**62)],
+                            new: Annotated[int | None, Query(ge=1, le=2**62)] = None
+                            ) -> Response:
+    ledger = _shard(request, services, slug)
+    return await log.public_read(ledger, ledger.prove_consistency, old, new)
 
 
 @router.get("/{slug}/log/entries", response_class=StreamingResponse,
