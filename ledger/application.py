@@ -62,6 +62,7 @@ from ledger.group_commit import GroupCommit
 from ledger.keys import (
     RETIRING_KEY_FILE,
     SigningKey,
+    check_statement_key,
     possession_message,
     raw_public_key,
     statement_key_id,
@@ -334,6 +335,7 @@ class Ledger(Application[UUID]):
     ) -> Receipt:
         self.refresh_registry()
         self.registry.agency(code)
+        check_statement_key(public_key)
         key_id = statement_key_id(public_key)
         if key_id in self.registry.keys:
             raise AlreadyRegistered(f"key {key_id} is already registered")
@@ -375,6 +377,7 @@ class Ledger(Application[UUID]):
                     f"agency {code!r} has {len(live)} keys without a revocation; name the one "
                     "to retire (--old KEY_ID)")
             old_key_id = live[0].key_id
+        check_statement_key(public_key)
         new_id = statement_key_id(public_key)
         if new_id in self.registry.keys:
             raise AlreadyRegistered(f"key {new_id} is already registered")

@@ -9,15 +9,27 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from nacl.bindings import crypto_core_ed25519_is_valid_point
 
 from ledger.encoding import b64encode
-from ledger.errors import ConfigurationError
+from ledger.errors import ConfigurationError, InvalidRequest
 
 _ED25519_ALG = b"\x01"  # C2SP signed-note signature type for Ed25519
 
 
 def raw_public_key(key: Ed25519PublicKey) -> bytes:
     return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def check_statement_key(public_key: bytes) -> None:
+    """Refuse a public key no agency can hold the private half of: not 32 bytes, not a point's
+    canonical encoding, or a point of small order. With a small-order key some signatures verify
+    for every statement under OpenSSL's Ed25519 (tests/ledger/test_signature_libraries.py), so
+    such a key in the registry would let anyone write statements an auditor's verifier accepts.
+    """
+    if len(public_key) != 32 or not crypto_core_ed25519_is_valid_point(public_key):
+        raise InvalidRequest("not a usable Ed25519 public key: it must be the 32-byte encoding of "
+                             "a point of the prime-order group (a generated key always is)")
 
 
 def statement_key_id(public_key: bytes) -> str:

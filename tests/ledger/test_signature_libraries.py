@@ -87,3 +87,24 @@ def test_what_the_log_accepts_the_verifier_accepts(name: str, envelope: dict[str
     else:
         assert not log and not verifier
     assert verifier or not log
+
+
+@pytest.mark.parametrize("public", [IDENTITY, ORDER_TWO, NON_CANONICAL_IDENTITY, b"\x01" * 31],
+                         ids=["identity", "order 2", "non-canonical", "31 bytes"])
+def test_the_registry_refuses_keys_no_agency_can_hold(public: bytes) -> None:
+    from ledger.errors import InvalidRequest
+    from tests.dbutil import sqlite_database
+    from tests.ledger.fixtures import make_world
+
+    with sqlite_database() as url:
+        world = make_world(url)
+        size = world.ledger.tree_size()
+        with pytest.raises(InvalidRequest, match="not a usable Ed25519 public key"):
+            world.ledger.add_agency_key(world.provider, public)
+        with pytest.raises(InvalidRequest, match="not a usable Ed25519 public key"):
+            world.ledger.rotate_agency_key(world.provider, public)
+        assert world.ledger.tree_size() == size  # nothing appended
+        genuine = raw_public_key(Ed25519PrivateKey.generate().public_key())
+        world.ledger.add_agency_key(world.provider, genuine)
+        assert world.ledger.tree_size() == size + 1
+        world.ledger.close()
