@@ -46,13 +46,13 @@ async def public_read(ledger: Ledger, read: Callable[..., dict[str, Any]], *args
     return Response(orjson.dumps(result), media_type="application/json")
 
 
-def _info(ledger: Ledger) -> dict[str, Any]:
+def log_info(ledger: Ledger) -> dict[str, Any]:
     return {"origin": ledger.origin, "vkey": ledger.vkey, "tree_size": ledger.tree_size()}
 
 
 @router.get("", response_model=LogInfo, summary="Origin, operator vkey and current size")
 async def info(ledger: LedgerDep) -> Response:
-    return await public_read(ledger, _info, ledger)
+    return await public_read(ledger, log_info, ledger)
 
 
 @router.get("/checkpoint", response_class=PlainTextResponse,

@@ -91,7 +91,7 @@ def list_shards(request: Request, services: ServicesDep) -> dict[str, Any]:
             summary="A shard's origin, operator vkey and size")
 async def info(slug: Slug, request: Request, services: ServicesDep) -> Response:
     ledger = _shard(request, services, slug)
-    return await log.public_read(ledger, log._info, ledger)
+    return await log.public_read(ledger, log.log_info, ledger)
 
 
 @router.get("/{slug}/log/checkpoint", response_class=PlainTextResponse,
