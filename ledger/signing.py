@@ -117,7 +117,7 @@ def verify_signature(envelope: dict[str, Any], signature_b64: str, public_key: b
     libsodium (PyNaCl) checks it: on this path, where every appended statement is checked, it
     is about 1.5 times as fast as OpenSSL's Ed25519 through ``cryptography``. It is the stricter
     of the two (canonical S and key, no small-order key or R), so whatever the log accepts also
-    verifies for the independent verifier (``cryptography``) and for Go's crypto/ed25519;
+    verifies for the independent verifier (``cryptography``);
     tests/ledger/test_signature_libraries.py checks both on valid, forged and edge-case
     signatures.
     """
