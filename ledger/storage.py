@@ -312,20 +312,20 @@ class LogRecorder(SQLAlchemyApplicationRecorder):
         found: dict[NodeKey, bytes] = {}
         leaves = [idx for level, idx in keys if level == 0]
         inner = [(level, idx) for level, idx in keys if level > 0]
-        if len(leaves) <= 500 and len(inner) <= 200 and (
+        if len(leaves) <= _LEAF_CHUNK and len(inner) <= _NODE_CHUNK and (
                 session.get_bind().dialect.name == "sqlite"):
             found = _read_nodes_aggregated(session, leaves, inner)
             leaves, inner = [], []  # nothing left for the row-per-node queries below
         # Hot path (every append and proof): plain SQL through the driver, no statement
         # compilation. One equality term per node: SQLite scans the whole table for a row-value
         # IN list, but answers OR-ed (level = ? AND idx = ?) terms from the primary key.
-        for start in range(0, len(leaves), 500):
-            chunk = leaves[start:start + 500]
+        for start in range(0, len(leaves), _LEAF_CHUNK):
+            chunk = leaves[start:start + _LEAF_CHUNK]
             rows = _driver_sql(session, "SELECT idx, leaf_hash FROM kiroku_log_entry WHERE idx IN ("
                                + ",".join(["{}"] * len(chunk)) + ")", chunk)
             found.update({(0, int(i)): bytes(h) for i, h in rows})
-        for start in range(0, len(inner), 200):
-            pairs = inner[start:start + 200]
+        for start in range(0, len(inner), _NODE_CHUNK):
+            pairs = inner[start:start + _NODE_CHUNK]
             rows = _driver_sql(session, "SELECT level, idx, hash FROM kiroku_merkle_node WHERE "
                                + " OR ".join(["(level = {} AND idx = {})"] * len(pairs)),
                                [value for key in pairs for value in key])
@@ -389,6 +389,9 @@ class LogRecorder(SQLAlchemyApplicationRecorder):
         with self.transaction(commit=False) as session:
             top = session.execute(select(func.max(log_entry.c.idx))).scalar()
         return 0 if top is None else int(top) + 1
+
+
+_LEAF_CHUNK, _NODE_CHUNK = 500, 200  # leaf hashes / Merkle nodes named in one node query
 
 
 def _read_nodes_aggregated(session: Session, leaves: list[int], inner: list[NodeKey]
